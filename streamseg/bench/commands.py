@@ -1,0 +1,47 @@
+"""``streamseg bench engine|model|kernels``: benchmarks that print figures (never assertions)."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="measure speed and memory; prints figures")
+    which = bench.add_subparsers(dest="bench", metavar="WHAT", required=True)
+
+    p = which.add_parser("engine", help="engine overhead per frame with the ground-truth test double")
+    p.add_argument("--frames", type=int, default=300)
+    p.add_argument("--width", type=int, default=1280)
+    p.add_argument("--height", type=int, default=720)
+    p.add_argument("--instances", type=int, default=10)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_engine)
+
+    p = which.add_parser("model", help="segmenter frames/s, per-component ms, memory")
+    p.add_argument("--config", default="configs/cpu-mobilenet.yaml")
+    p.add_argument("--frames", type=int, default=30)
+    p.add_argument("--sizes", default="640x360,1280x720", help="comma-separated WxH source sizes")
+    p.add_argument("--soak", type=int, default=0, help="also run N frames and report RSS after 1000 and N")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_model)
+
+    p = which.add_parser("kernels", help="Triton masked attention vs SDPA vs naive (needs CUDA)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_kernels)
+
+
+def _engine(args: argparse.Namespace) -> int:
+    from streamseg.bench.engine import main
+
+    return main(args)
+
+
+def _model(args: argparse.Namespace) -> int:
+    from streamseg.bench.model import main
+
+    return main(args)
+
+
+def _kernels(args: argparse.Namespace) -> int:
+    from kernels.bench import main
+
+    return main(json_output=args.json)

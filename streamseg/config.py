@@ -1,0 +1,168 @@
+"""Configuration: YAML files loaded into typed dataclasses, validated field by field.
+
+Every section is a dataclass owned by the package it configures; this module composes them and
+turns YAML (plus ``--set a.b=value`` overrides) into them. An unknown key or a value of the wrong
+type or range raises :class:`ConfigError` naming the dotted field.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from streamseg.engine.config import EngineConfig
+from streamseg.errors import ConfigError
+from streamseg.model.config import ModelConfig, VocabularyConfig
+from streamseg.tracking.config import TrackerConfig
+from streamseg.training.config import TrainConfig
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    vocabulary: VocabularyConfig = field(default_factory=VocabularyConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    # Default weights for this config; relative paths resolve against the config file's folder.
+    checkpoint: str | None = None
+    # Where the config came from (set by load_config, not read from YAML).
+    source_path: str | None = field(default=None, metadata={"internal": True})
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config (or the defaults when path is None) and apply ``key.sub=value`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark else ""
+            raise ConfigError(f"config file {p} is not valid YAML{where}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p} must hold a mapping at the top level")
+        data = loaded
+    for item in overrides or []:
+        _apply_override(data, item)
+    cfg = from_dict(Config, data, prefix="")
+    if path is not None:
+        cfg.source_path = str(Path(path).resolve())
+        if cfg.checkpoint and not Path(cfg.checkpoint).is_absolute():
+            cfg.checkpoint = str((Path(path).resolve().parent / cfg.checkpoint).resolve())
+    validate(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain-data form of a config (for checkpoints and logs); omits internal fields."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get("internal"):
+            continue
+        value = getattr(cfg, f.name)
+        out[f.name] = config_to_dict(value) if dataclasses.is_dataclass(value) else value
+    return out
+
+
+def validate(cfg: Any, prefix: str = "") -> None:
+    """Run each section's own ``validate()`` (range checks) depth-first."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            validate(value, f"{prefix}{f.name}.")
+    check = getattr(cfg, "validate", None)
+    if callable(check):
+        try:
+            check()
+        except ConfigError as exc:
+            raise ConfigError(f"config: {prefix}{exc}") from None
+
+
+def _apply_override(data: dict[str, Any], item: str) -> None:
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' must look like section.field=value")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{item}': {part} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def from_dict(cls: type, data: Any, prefix: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, checking keys and value types."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: {prefix.rstrip('.') or 'top level'} must be a mapping")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    for key in data:
+        if key not in known:
+            raise ConfigError(f"config: unknown key '{prefix}{key}'")
+    kwargs = {}
+    for name, value in data.items():
+        kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, name: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, name + ".")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, name)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"config: {name} must not be null")
+    if origin is typing.Literal:
+        if value not in args:
+            allowed = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"config: {name} must be one of {allowed}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config: {name} must be a list, got {value!r}")
+        inner = args[0] if args else Any
+        items = [_coerce(inner, v, f"{name}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config: {name} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config: {name} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config: {name} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config: {name} must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"config: {name} has unsupported type {tp}")

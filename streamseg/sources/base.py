@@ -1,0 +1,31 @@
+"""What every source provides (placeholder contract; the sources work fills in the rest)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+from streamseg.interface import Frame
+
+
+@dataclass
+class SourceOptions:
+    realtime: bool = False  # files: pace to the stream's frame rate and behave like a live source
+    loop: bool = False  # files: start again at EOS
+    open_timeout_s: float = 5.0
+    read_timeout_s: float = 3.0  # watchdog: no frame for this long => reconnect (live sources)
+    reconnect_initial_s: float = 0.2
+    reconnect_max_s: float = 5.0
+
+
+class Source(Protocol):
+    uri: str
+    live: bool  # True: frames may be dropped (reader never waits); False: every frame is processed
+    state: str  # "connecting" | "connected" | "reconnecting" | "ended"
+    epoch: int  # increments on every reconnect
+    fps: float | None
+
+    def frames(self) -> Iterator[Frame]:
+        """Blocking generator of frames; returns at EOS; raises SourceError on fatal errors."""
+
+    def close(self) -> None:
+        """Thread-safe: makes frames() return promptly."""

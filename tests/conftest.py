@@ -1,0 +1,21 @@
+"""Test-wide setup.
+
+TRITON_INTERPRET must be set before any @triton.jit function is defined: there is no GPU here, so
+the Triton kernels run in Triton's interpreter on the CPU.
+"""
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,82 @@
+"""Config loading: typed fields, one-line errors naming the field, overrides, relative checkpoints."""
+import subprocess
+import sys
+
+import pytest
+
+from streamseg.config import config_to_dict, load_config
+from streamseg.errors import ConfigError
+
+
+def write(tmp_path, text: str):
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_without_file():
+    cfg = load_config(None)
+    assert cfg.engine.publish == "tcp://127.0.0.1:5555"
+    assert cfg.tracker.memory_length == 16
+
+
+def test_yaml_values_and_override(tmp_path):
+    p = write(tmp_path, "tracker:\n  memory_length: 4\nengine:\n  status_hz: 2\n")
+    cfg = load_config(p, overrides=["tracker.max_missed=7", "engine.publish=ipc:///tmp/x"])
+    assert cfg.tracker.memory_length == 4
+    assert cfg.engine.status_hz == 2.0 and isinstance(cfg.engine.status_hz, float)
+    assert cfg.tracker.max_missed == 7
+    assert cfg.engine.publish == "ipc:///tmp/x"
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("tracker:\n  memory_lenght: 4\n", "unknown key 'tracker.memory_lenght'"),
+        ("nonsense: 1\n", "unknown key 'nonsense'"),
+        ("tracker:\n  memory_length: four\n", "tracker.memory_length must be an integer"),
+        ("tracker:\n  memory_length: 0\n", "tracker.memory_length must be >= 1"),
+        ("engine:\n  realtime: 3\n", "engine.realtime must be true or false"),
+        ("tracker: [1, 2]\n", "tracker must be a mapping"),
+        ("tracker: {memory_length: 4\n", "not valid YAML"),
+    ],
+)
+def test_bad_values_name_the_field(tmp_path, text, needle):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    message = str(info.value)
+    assert needle in message
+    assert "\n" not in message
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config("/nonexistent/streamseg.yaml")
+
+
+def test_checkpoint_resolves_relative_to_config(tmp_path):
+    p = write(tmp_path, "checkpoint: weights/m.pt\n")
+    cfg = load_config(p)
+    assert cfg.checkpoint == str(tmp_path / "weights" / "m.pt")
+    assert "source_path" not in config_to_dict(cfg)
+
+
+def test_every_shipped_config_loads():
+    from pathlib import Path
+
+    configs = sorted(Path(__file__).resolve().parents[1].glob("configs/*.yaml"))
+    for path in configs:
+        load_config(path)
+
+
+def test_cli_bad_config_value_is_one_line_error(tmp_path):
+    p = write(tmp_path, "engine:\n  send_hwm: -1\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamseg", "run", "--source", "synthetic://", "--config", str(p),
+         "--max-frames", "1"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.strip().splitlines() if line]
+    assert lines[-1].startswith("streamseg: error: config: engine.send_hwm must be >= 1")
+    assert len(lines) == 1
