@@ -1,4 +1,4 @@
-"""Engine settings (transport, recording, reconnects). Owned by the engine package."""
+"""Engine settings (transport, recording, reconnects, status). Owned by the engine package."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,6 +17,12 @@ class EngineConfig:
     read_timeout_s: float = 3.0  # watchdog: no frame for this long => reconnect
     reconnect_initial_s: float = 0.2
     reconnect_max_s: float = 5.0
+    record_codec: str = "libx264"  # PyAV encoder for --record
+    record_fps: float = 0.0  # frame rate written to the MP4; 0 = the source's own (30 when unknown)
+    record_queue: int = 8  # frames buffered for the recorder thread (inference waits when it is full)
+    mask_alpha: float = 0.45  # overlay: opacity of the coloured masks
+    linger_ms: int = 200  # on shutdown, how long queued messages (EOS) may take to leave
+    shutdown_timeout_s: float = 1.5  # how long to wait for reader threads at the end
 
     def validate(self) -> None:
         require(self.send_hwm >= 1, "send_hwm must be >= 1")
@@ -25,3 +31,9 @@ class EngineConfig:
         require(self.read_timeout_s > 0, "read_timeout_s must be > 0")
         require(0 < self.reconnect_initial_s <= self.reconnect_max_s,
                 "reconnect_initial_s must be > 0 and <= reconnect_max_s")
+        require(bool(self.record_codec), "record_codec must not be empty")
+        require(self.record_fps >= 0, "record_fps must be >= 0")
+        require(self.record_queue >= 1, "record_queue must be >= 1")
+        require(0.0 <= self.mask_alpha <= 1.0, "mask_alpha must be in [0, 1]")
+        require(self.linger_ms >= 0, "linger_ms must be >= 0")
+        require(self.shutdown_timeout_s > 0, "shutdown_timeout_s must be > 0")

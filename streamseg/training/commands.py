@@ -1,8 +1,65 @@
-"""Sub-commands of the training package (filled in by the training work)."""
+"""Sub-commands of the training package: `streamseg train` (and `streamseg data`, from data_commands)."""
 from __future__ import annotations
 
 import argparse
+import sys
+
+from streamseg.training.data_commands import add_data_parser
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser(
+        "train",
+        help="train the model on YouTube-VIS-format datasets (single process, or DDP under torchrun)",
+        description="Train OnlineVIS on one or more YouTube-VIS-format datasets, jointly over their "
+        "unified taxonomy. Writes OUT/model.pt (final weights), OUT/last.pt and OUT/step_*.pt (with "
+        "optimizer state, for --resume) and the JSON-lines log. For several processes run "
+        "`torchrun --nproc_per_node N -m streamseg train ...` (gloo on CPU, NCCL on GPUs).",
+    )
+    p.add_argument("--config", required=True, metavar="YAML", help="config file (model + train sections)")
+    p.add_argument("--data", action="append", default=None, metavar="DIR",
+                   help="a dataset (folder or its JSON file); repeat for joint training "
+                   "(default: train.datasets of the config)")
+    p.add_argument("--ratios", default=None, metavar="R1,R2,...",
+                   help="sampling ratio per --data, e.g. 1,1,0.75 (default: train.ratios, else equal)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder for checkpoints and the log (default: runs/<config name>)")
+    p.add_argument("--steps", type=int, default=None, metavar="N", help="total steps (overrides train.steps)")
+    p.add_argument("--resume", default=None, metavar="CKPT",
+                   help="continue from a checkpoint written by train (step_*.pt or last.pt)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.lr=3e-4 (repeatable)")
+    p.set_defaults(func=_train)
+    add_data_parser(sub)
+
+
+def _parse_ratios(text: str | None) -> list[float] | None:
+    from streamseg.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        ratios = [float(r) for r in text.split(",") if r.strip()]
+    except ValueError:
+        raise ConfigError(f"--ratios must be comma-separated numbers, got {text!r}") from None
+    if not ratios or any(r <= 0 for r in ratios):
+        raise ConfigError(f"--ratios must be positive numbers, got {text!r}")
+    return ratios
+
+
+def _train(args: argparse.Namespace) -> int:
+    from streamseg.training.run import run_training
+
+    result = run_training(
+        config_path=args.config, overrides=args.set, data=args.data, ratios=_parse_ratios(args.ratios),
+        out=args.out, steps=args.steps, resume=args.resume, device=args.device,
+        progress=not args.no_progress,
+    )
+    if result is not None:
+        first = f"{result.first_loss:.4f}" if result.first_loss is not None else "-"
+        last = f"{result.last_loss:.4f}" if result.last_loss is not None else "-"
+        print(f"trained {result.step} steps in {result.seconds:.1f} s; loss {first} -> {last}; "
+              f"model {result.checkpoint}; log {result.log}", file=sys.stderr)
+    return 0

@@ -1,17 +1,69 @@
 """Training settings. Owned by the training package; extend here, torch-free."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from streamseg.config_checks import require
 
 
 @dataclass
 class TrainConfig:
+    # Optimiser (AdamW) and schedule: linear warm-up, then cosine to 0 or steps down by a factor.
     lr: float = 1e-4
+    weight_decay: float = 0.05
+    backbone_lr_mult: float = 0.1  # the pretrained backbone moves slower (Mask2Former)
     steps: int = 1000
+    warmup: int = 50
+    lr_schedule: Literal["cosine", "step"] = "cosine"
+    lr_milestones: list[int] = field(default_factory=list)  # "step" schedule: multiply by lr_gamma at each
+    lr_gamma: float = 0.1
+    grad_clip: float = 1.0  # max total gradient norm; 0 = off
+    amp: bool = True  # mixed precision, CUDA only (CPU always runs fp32)
+    # Data: videos per step per process, frames per clip decoded online.
+    batch: int = 2
     clip_frames: int = 3
+    datasets: list[str] = field(default_factory=list)  # dataset folders (`--data` replaces them)
+    ratios: list[float] = field(default_factory=list)  # sampling ratio per dataset; empty = equal
+    # Bookkeeping.
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3  # older periodic checkpoints are deleted (0 = keep all)
+    log: str = "train_log.jsonl"  # JSON lines, relative to the output folder
+    log_every: int = 10
+    seed: int = 0
+    # Loss weights (TMT-VIS eq. 8: lambda_cls = 2, lambda_taxo = 0.5; Mask2Former mask/dice 5/5).
+    class_weight: float = 2.0
+    mask_weight: float = 5.0
+    dice_weight: float = 5.0
+    taxo_weight: float = 0.5
+    tcm_weight: float = 1.0  # BCE of TCM's score S against the classes present in the clip
+    no_object_weight: float = 0.1
+    # Point-sampled mask losses (Mask2Former): points per mask, importance sampling.
+    num_points: int = 12544
+    oversample_ratio: float = 3.0
+    importance_sample_ratio: float = 0.75
 
     def validate(self) -> None:
         require(self.lr > 0, "lr must be > 0")
+        require(self.weight_decay >= 0, "weight_decay must be >= 0")
+        require(self.backbone_lr_mult >= 0, "backbone_lr_mult must be >= 0")
         require(self.steps >= 1, "steps must be >= 1")
+        require(self.warmup >= 0, "warmup must be >= 0")
+        require(all(m >= 1 for m in self.lr_milestones), "lr_milestones must be >= 1")
+        require(0 < self.lr_gamma <= 1, "lr_gamma must be in (0, 1]")
+        require(self.grad_clip >= 0, "grad_clip must be >= 0")
+        require(self.batch >= 1, "batch must be >= 1")
+        require(self.clip_frames >= 1, "clip_frames must be >= 1")
+        require(not self.ratios or all(r > 0 for r in self.ratios), "ratios must be > 0")
+        require(not (self.ratios and self.datasets) or len(self.ratios) == len(self.datasets),
+                "ratios must have one entry per dataset")
+        require(self.checkpoint_every >= 1, "checkpoint_every must be >= 1")
+        require(self.keep_checkpoints >= 0, "keep_checkpoints must be >= 0")
+        require(self.log_every >= 1, "log_every must be >= 1")
+        require(bool(self.log), "log must be a file name")
+        for name in ("class_weight", "mask_weight", "dice_weight", "taxo_weight", "tcm_weight"):
+            require(getattr(self, name) >= 0, f"{name} must be >= 0")
+        require(0 < self.no_object_weight <= 1, "no_object_weight must be in (0, 1]")
+        require(self.num_points >= 16, "num_points must be >= 16")
+        require(self.oversample_ratio >= 1, "oversample_ratio must be >= 1")
+        require(0 <= self.importance_sample_ratio <= 1, "importance_sample_ratio must be in [0, 1]")

@@ -1,0 +1,91 @@
+"""Launch parameters of the Triton kernels: block sizes, autotune grid, key splitting.
+
+Kept apart from the kernels so that the block-size policy (autotune on a GPU, fixed large blocks in
+Triton's interpreter, explicit overrides in tests) is readable in one place.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+SUPPORTED_HEAD_DIMS = (16, 32, 64, 128, 256)
+# Every key split is a multiple of this many keys, so that it is a whole number of key blocks for
+# every autotune config (BLOCK_N <= 256) and split boundaries never fall inside a block.
+SPLIT_UNIT = 256
+
+
+@dataclass(frozen=True)
+class BlockSizes:
+    """Explicit launch parameters; None everywhere means "autotune" on a GPU.
+
+    block_m: query rows per program; block_n: keys per program step (both powers of two >= 16).
+    splits: how many programs share one row block's keys (flash-decoding style split of Nk);
+    None = chosen from the SM count on a GPU, 1 in the interpreter.
+    """
+
+    block_m: int | None = None
+    block_n: int | None = None
+    splits: int | None = None
+    num_warps: int = 4
+    num_stages: int = 2
+
+    @property
+    def explicit(self) -> bool:
+        return self.block_m is not None and self.block_n is not None
+
+
+# The interpreter costs ~50 ms per loop iteration whatever the block size, so it gets big blocks:
+# typical test shapes then take one or two key steps per program.
+INTERPRETER_BLOCKS = BlockSizes(block_m=128, block_n=256, splits=1)
+
+
+def interpreting() -> bool:
+    """True when Triton kernels run in the CPU interpreter (TRITON_INTERPRET=1 at definition time)."""
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def autotune_configs() -> list:
+    """Small grid for the decoder's shapes (Nq 100-200 queries, d 32, Nk up to ~32k keys)."""
+    import triton
+
+    grid = [(64, 64, 4, 3), (64, 128, 4, 3), (128, 64, 4, 3), (128, 128, 8, 3), (64, 128, 4, 4)]
+    return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in grid]
+
+
+def choose_splits(row_programs: int, nk: int, unit: int, device_index: int | None) -> int:
+    """Split Nk so that the grid holds about two programs per SM.
+
+    The decoder has only Nq = 100-200 queries per head, so without splitting a 1-frame launch has
+    ~16 programs on a 132-SM GPU; each split computes a partial softmax that is merged afterwards.
+    """
+    if device_index is None:
+        return 1
+    import torch
+
+    sms = torch.cuda.get_device_properties(device_index).multi_processor_count
+    wanted = max(1, -(-2 * sms // max(row_programs, 1)))
+    return max(1, min(wanted, -(-nk // unit)))
+
+
+def split_chunk(nk: int, splits: int, unit: int) -> tuple[int, int]:
+    """Keys per split rounded up to ``unit``, and the resulting number of non-empty splits."""
+    chunk = -(-nk // splits)
+    chunk = -(-chunk // unit) * unit
+    return chunk, -(-nk // chunk)
+
+
+def resolve_blocks(blocks: BlockSizes | None) -> BlockSizes:
+    """Fixed large blocks in the interpreter, autotuning on a GPU, unless the caller chose."""
+    if blocks is not None:
+        return blocks
+    return INTERPRETER_BLOCKS if interpreting() else BlockSizes()
+
+
+def key_splits(blocks: BlockSizes, nq: int, nk: int, batch_heads: int, device) -> tuple[int, int]:
+    """(keys per split, number of splits) for kernels whose programs walk the keys."""
+    unit = SPLIT_UNIT if blocks.block_n is None else max(SPLIT_UNIT, blocks.block_n)
+    splits = blocks.splits
+    if splits is None:
+        row_blocks = -(-nq // (blocks.block_m or 64)) * batch_heads
+        splits = choose_splits(row_blocks, nk, unit, device.index if device.type == "cuda" else None)
+    return split_chunk(nk, splits, unit)

@@ -1,0 +1,136 @@
+"""Triton forward of masked attention: tiled online softmax over key blocks, fp32 accumulation.
+
+One program owns BLOCK_M query rows of one (batch, head) and one split of the keys; it never holds
+more than a BLOCK_M x BLOCK_N tile of scores. It writes the normalised output of its split and the
+base-2 log-sum-exp per row; with one split that is the final output, otherwise ``merge_splits``
+combines the partial results (they are Nq x d per split: tiny next to K and V).
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.launch import BlockSizes, autotune_configs, key_splits, resolve_blocks
+
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def load_allowed(Bits, Empty, bits_base, empty_base, offs_m, offs_n, Nq, Nk, NW):
+    """[BLOCK_M, BLOCK_N] bool: key may be attended (mask bit, or the row is empty), inside Nq x Nk.
+
+    Words are gathered per element (each is reused by 32 neighbours from cache, so the DRAM traffic
+    stays one bit per key).
+    """
+    m_ok = offs_m < Nq
+    words = tl.load(Bits + bits_base + offs_m[:, None] * NW + (offs_n // 32)[None, :],
+                    mask=m_ok[:, None] & (offs_n < Nk)[None, :], other=0)
+    bit = (words >> (offs_n % 32)[None, :]) & 1
+    empty = tl.load(Empty + empty_base + offs_m, mask=m_ok, other=0)
+    return ((bit != 0) | (empty != 0)[:, None]) & (offs_n < Nk)[None, :] & m_ok[:, None]
+
+
+@triton.jit
+def _fwd_kernel(Q, K, V, Bits, Empty, O, Lse,
+                s_qb, s_qh, s_qm, s_qd,
+                s_kb, s_kh, s_kn, s_kd,
+                s_vb, s_vh, s_vn, s_vd,
+                s_os, s_ob, s_oh, s_om, s_od,
+                H, HM, Nq, Nk, NW, chunk, qk_scale,
+                HEAD_DIM: tl.constexpr, PRECISION: tl.constexpr,
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    pid_m = tl.program_id(0)
+    bh = tl.program_id(1)
+    split = tl.program_id(2)
+    b = bh // H
+    h = bh % H
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    m_ok = offs_m < Nq
+
+    q = tl.load(Q + b * s_qb + h * s_qh + offs_m[:, None] * s_qm + offs_d[None, :] * s_qd,
+                mask=m_ok[:, None], other=0.0)
+    k_base = K + b * s_kb + h * s_kh
+    v_base = V + b * s_vb + h * s_vh
+    hm = h % HM  # HM is 1 (mask shared by heads) or H
+    bits_base = (b * HM + hm) * Nq * NW
+    empty_base = (b * HM + hm) * Nq
+
+    # Finite start so that a tile where a row sees no key gives exp2(-inf - m) = 0, never NaN.
+    m_i = tl.full([BLOCK_M], -1.0e30, dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    start = split * chunk
+    stop = tl.minimum(start + chunk, Nk)
+    for n0 in range(start, stop, BLOCK_N):
+        offs_n = n0 + tl.arange(0, BLOCK_N)
+        n_ok = offs_n < Nk
+        k = tl.load(k_base + offs_n[:, None] * s_kn + offs_d[None, :] * s_kd, mask=n_ok[:, None], other=0.0)
+        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
+        allowed = load_allowed(Bits, Empty, bits_base, empty_base, offs_m, offs_n, Nq, Nk, NW)
+        s = tl.where(allowed, s, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        p = tl.math.exp2(s - m_new[:, None])
+        alpha = tl.math.exp2(m_i - m_new)
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        v = tl.load(v_base + offs_n[:, None] * s_vn + offs_d[None, :] * s_vd, mask=n_ok[:, None], other=0.0)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+        m_i = m_new
+
+    has_keys = l_i > 0.0
+    out = acc / tl.where(has_keys, l_i, 1.0)[:, None]
+    lse = tl.where(has_keys, m_i + tl.math.log2(tl.where(has_keys, l_i, 1.0)), float("-inf"))
+    o_ptrs = O + split * s_os + b * s_ob + h * s_oh + offs_m[:, None] * s_om + offs_d[None, :] * s_od
+    tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=m_ok[:, None])
+    tl.store(Lse + ((split * tl.num_programs(1) + bh) * Nq) + offs_m, lse, mask=m_ok)
+
+
+_fwd_autotuned = triton.autotune(configs=autotune_configs(), key=["Nq", "Nk", "HEAD_DIM", "PRECISION"])(_fwd_kernel)
+
+
+def dot_precision(dtype: torch.dtype) -> str:
+    """fp32 inputs follow torch's TF32 switch for matmuls (off by default: exact fp32 products)."""
+    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
+        return "ieee"
+    return "tf32"
+
+
+def attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bits: torch.Tensor,
+                      empty: torch.Tensor, scale: float,
+                      blocks: BlockSizes | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns out (B,H,Nq,d) in q's dtype and lse (B,H,Nq) fp32 in base 2 of the scaled scores."""
+    B, H, Nq, D = q.shape
+    Nk = k.shape[2]
+    HM = bits.shape[1]
+    NW = bits.shape[3]
+    blocks = resolve_blocks(blocks)
+    chunk, splits = key_splits(blocks, Nq, Nk, B * H, q.device)
+
+    out = torch.empty_like(q, memory_format=torch.contiguous_format)
+    if splits == 1:
+        o_part = out.unsqueeze(0)
+    else:
+        o_part = torch.empty((splits, B, H, Nq, D), dtype=torch.float32, device=q.device)
+    lse_part = torch.empty((splits, B, H, Nq), dtype=torch.float32, device=q.device)
+    args = (q, k, v, bits, empty, o_part, lse_part, *q.stride(), *k.stride(), *v.stride(), *o_part.stride(),
+            H, HM, Nq, Nk, NW, chunk, scale * LOG2E)
+    meta = dict(HEAD_DIM=D, PRECISION=dot_precision(q.dtype))
+    if blocks.explicit:
+        grid = (triton.cdiv(Nq, blocks.block_m), B * H, splits)
+        _fwd_kernel[grid](*args, **meta, BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n,
+                          num_warps=blocks.num_warps, num_stages=blocks.num_stages)
+    else:
+        _fwd_autotuned[lambda m: (triton.cdiv(Nq, m["BLOCK_M"]), B * H, splits)](*args, **meta)
+    if splits == 1:
+        return out, lse_part[0]
+    return merge_splits(o_part, lse_part, out)
+
+
+def merge_splits(o_part: torch.Tensor, lse_part: torch.Tensor,
+                 out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Combine per-split softmax results: weights 2^(lse_s - lse). Splits with no key have lse -inf."""
+    lse = torch.logsumexp(lse_part * (1.0 / LOG2E), dim=0) * LOG2E
+    weights = torch.exp2(lse_part - lse)
+    out.copy_((weights.unsqueeze(-1) * o_part).sum(0))
+    return out, lse

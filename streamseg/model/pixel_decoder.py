@@ -1,0 +1,123 @@
+"""Pixel decoders: backbone features -> three transformer memory levels + stride-4 mask features.
+
+Both variants return ``PixelFeatures``: ``levels`` ordered low -> high resolution (strides 32, 16,
+8), each (B, C, h, w) with C = hidden_dim, and ``mask_features`` (B, mask_dim, H/4, W/4).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from streamseg.model.deformable_attention import MSDeformAttn
+from streamseg.model.layers import FFNLayer
+from streamseg.model.position_encoding import sine_position_encoding
+
+
+@dataclass
+class PixelFeatures:
+    levels: list[torch.Tensor]  # strides 32, 16, 8 (low -> high resolution)
+    mask_features: torch.Tensor  # stride 4
+
+
+def _conv_gn(cin: int, cout: int, k: int, groups: int = 1, act: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=False),
+                               nn.GroupNorm(min(32, cout), cout)]
+    if act:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class DeformableEncoderLayer(nn.Module):
+    def __init__(self, dim: int, heads: int, points: int, ffn_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.attn = MSDeformAttn(dim, levels=3, heads=heads, points=points)
+        self.norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+        self.ffn = FFNLayer(dim, ffn_dim, dropout)
+
+    def forward(self, src: torch.Tensor, pos: torch.Tensor, ref: torch.Tensor,
+                shapes: list[tuple[int, int]]) -> torch.Tensor:
+        src = self.norm(src + self.dropout(self.attn(src + pos, ref, src, shapes)))
+        return self.ffn(src)
+
+
+class DeformablePixelDecoder(nn.Module):
+    """Mask2Former's MSDeformAttnPixelDecoder: a deformable encoder over strides 8/16/32, then one
+    FPN step to stride 4 for the mask features."""
+
+    def __init__(self, in_channels: tuple[int, int, int, int], dim: int, mask_dim: int, layers: int,
+                 heads: int, points: int, ffn_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        # input projections for c5, c4, c3 (low -> high resolution)
+        self.input_proj = nn.ModuleList(
+            _conv_gn(c, dim, 1) for c in (in_channels[3], in_channels[2], in_channels[1]))
+        self.level_embed = nn.Parameter(torch.randn(3, dim) * 0.02)
+        self.layers = nn.ModuleList(
+            DeformableEncoderLayer(dim, heads, points, ffn_dim, dropout) for _ in range(layers))
+        self.lateral = _conv_gn(in_channels[0], dim, 1)
+        self.output = _conv_gn(dim, dim, 3, act=True)
+        self.mask_proj = nn.Conv2d(dim, mask_dim, 1)
+
+    def forward(self, feats: list[torch.Tensor]) -> PixelFeatures:
+        c2, c3, c4, c5 = feats
+        maps = [proj(f) for proj, f in zip(self.input_proj, (c5, c4, c3))]
+        shapes = [(m.shape[2], m.shape[3]) for m in maps]
+        b, c = maps[0].shape[:2]
+        src = torch.cat([m.flatten(2).transpose(1, 2) for m in maps], dim=1)
+        pos = torch.cat([sine_position_encoding(h, w, c, src.device, src.dtype) + self.level_embed[i]
+                         for i, (h, w) in enumerate(shapes)], dim=0)[None]
+        ref = torch.cat([_reference_points(h, w, src.device, src.dtype) for h, w in shapes], 0)
+        ref = ref[None, :, None, :].expand(b, -1, 3, -1)
+        for layer in self.layers:
+            src = layer(src, pos, ref, shapes)
+        outs = []
+        for (h, w), part in zip(shapes, src.split([h * w for h, w in shapes], dim=1)):
+            outs.append(part.transpose(1, 2).reshape(b, c, h, w))
+        y = self.lateral(c2) + F.interpolate(outs[-1], size=c2.shape[-2:], mode="bilinear",
+                                             align_corners=False)
+        return PixelFeatures(levels=outs, mask_features=self.mask_proj(self.output(y)))
+
+
+def _reference_points(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Pixel centres of an h x w map as (h*w, 2) (x, y) in [0, 1]."""
+    ys = (torch.arange(h, device=device, dtype=dtype) + 0.5) / h
+    xs = (torch.arange(w, device=device, dtype=dtype) + 0.5) / w
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=-1)
+
+
+class FPNPixelDecoder(nn.Module):
+    """Light top-down FPN for the CPU config: 1x1 laterals, nearest upsampling, depthwise-separable
+    3x3 output convs (a dense 3x3 at stride 4 alone would cost ~1 GMAC at 448x256)."""
+
+    def __init__(self, in_channels: tuple[int, int, int, int], dim: int, mask_dim: int) -> None:
+        super().__init__()
+        self.lateral = nn.ModuleList(_conv_gn(c, dim, 1) for c in in_channels)  # c2..c5
+        self.smooth = nn.ModuleList(
+            nn.Sequential(_conv_gn(dim, dim, 3, groups=dim), _conv_gn(dim, dim, 1, act=True))
+            for _ in range(3))  # strides 16, 8, 4 (c5 output is its lateral)
+        self.mask_proj = nn.Conv2d(dim, mask_dim, 1)
+
+    def forward(self, feats: list[torch.Tensor]) -> PixelFeatures:
+        lats = [lat(f) for lat, f in zip(self.lateral, feats)]
+        y = lats[3]
+        outs = [y]
+        for i, lateral in enumerate((lats[2], lats[1], lats[0])):
+            y = lateral + F.interpolate(y, size=lateral.shape[-2:], mode="nearest")
+            y = self.smooth[i](y)
+            outs.append(y)
+        return PixelFeatures(levels=outs[:3], mask_features=self.mask_proj(outs[3]))
+
+
+def build_pixel_decoder(kind: str, in_channels: tuple[int, int, int, int], dim: int, mask_dim: int,
+                        layers: int, heads: int, points: int, ffn_dim: int,
+                        dropout: float = 0.0) -> nn.Module:
+    if kind == "deformable":
+        return DeformablePixelDecoder(in_channels, dim, mask_dim, layers, heads, points, ffn_dim,
+                                      dropout)
+    if kind == "fpn":
+        return FPNPixelDecoder(in_channels, dim, mask_dim)
+    raise ValueError(f"unknown pixel decoder {kind!r}")

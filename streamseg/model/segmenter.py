@@ -1,0 +1,202 @@
+"""The predictor: OnlineVIS + track lifecycle + postprocess, behind the engine's Segmenter protocol.
+
+In the spirit of SAM2's video predictor: ``build_segmenter(config, checkpoint)`` once, then per
+stream ``init_state(vocabulary)`` and ``step(state, frame) -> Tracks`` (or ``propagate(frames)``).
+One model serves any number of streams; everything a stream needs lives in its state object.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from streamseg.config import Config
+from streamseg.errors import ConfigError
+from streamseg.interface import Frame, Instance, Tracks, Vocabulary
+from streamseg.model.checkpoint import checkpoint_vocabulary, load_checkpoint, load_weights
+from streamseg.model.online import OnlineVIS, StepOutput, StepState
+from streamseg.model.text_encoders import encoder_id_for_spec
+from streamseg.model.vocabulary import check_vocabulary, resolve_vocabulary
+from streamseg.tracking.lifecycle import SlotTracks, TrackLifecycle
+
+
+@dataclass
+class SegmenterState:
+    """Everything one stream needs between frames; constant size over an endless stream."""
+
+    model_state: StepState  # queries, per-slot memory, TCM window + cache (tensors)
+    tracks: SlotTracks  # per-slot track IDs, running scores, miss counters
+    vocabulary: Vocabulary
+    text_emb: torch.Tensor  # (K, text_dim) on the model's device
+    pending_vocabulary: Vocabulary | None = None  # applied at the start of the next step
+    frames: int = 0
+
+
+class OnlineSegmenter:
+    """Implements streamseg.interface.Segmenter (plus ``propagate``) for OnlineVIS."""
+
+    def __init__(self, model: OnlineVIS, config: Config, encoder_id: str,
+                 vocabulary: Vocabulary | None, device: str | torch.device = "cpu") -> None:
+        self.model = model
+        self.config = config
+        self.encoder_id = encoder_id  # text encoder the model's classifier expects
+        self.vocabulary = vocabulary  # default for init_state()
+        self.device = torch.device(device)
+        self.lifecycle = TrackLifecycle(config.tracker)
+        thr = config.tracker.mask_threshold
+        self._mask_logit_thr = math.log(thr / (1.0 - thr))  # sigmoid(x) >= thr  <=>  x >= this
+
+    # ------------------------------------------------------------------------ Segmenter protocol
+    def init_state(self, vocabulary: Vocabulary | None = None) -> SegmenterState:
+        vocab = vocabulary or self.vocabulary
+        if vocab is None:
+            raise ConfigError("no vocabulary: set vocabulary.names or vocabulary.file in the config, "
+                              "or pass one to init_state")
+        self._check(vocab)
+        return SegmenterState(model_state=self.model.new_state(1, self.device),
+                              tracks=self.lifecycle.new_state(self.config.model.num_queries),
+                              vocabulary=vocab, text_emb=self._text_tensor(vocab))
+
+    def set_vocabulary(self, state: SegmenterState, vocabulary: Vocabulary) -> None:
+        """Checked now (a wrong encoder fails here, not mid-stream); takes effect on the next step."""
+        self._check(vocabulary)
+        state.pending_vocabulary = vocabulary
+
+    def step(self, state: SegmenterState, frame: Frame) -> Tracks:
+        t_start = time.perf_counter()
+        if state.pending_vocabulary is not None:
+            state.vocabulary = state.pending_vocabulary
+            state.text_emb = self._text_tensor(state.vocabulary)
+            state.pending_vocabulary = None
+        image = torch.from_numpy(np.ascontiguousarray(frame.image))[None].to(self.device)
+        autocast = (torch.autocast("cuda", dtype=torch.float16) if self.device.type == "cuda"
+                    else nullcontext())
+        with torch.inference_mode(), autocast:
+            out = self.model.step(state.model_state, image, state.text_emb)
+        with torch.inference_mode():
+            tracks = self._postprocess(state, out, frame)
+        state.frames += 1
+        tracks.timings_ms["total"] = (time.perf_counter() - t_start) * 1e3
+        return tracks
+
+    def propagate(self, frames: Iterable[Frame], vocabulary: Vocabulary | None = None) -> Iterator[Tracks]:
+        """Segment and track a sequence of frames with a fresh state, yielding each frame's final Tracks."""
+        state = self.init_state(vocabulary)
+        for frame in frames:
+            yield self.step(state, frame)
+
+    # ------------------------------------------------------------------------ internals
+    def _check(self, vocab: Vocabulary) -> None:
+        check_vocabulary(vocab, self.encoder_id, self.config.model.text_dim)
+
+    def _text_tensor(self, vocab: Vocabulary) -> torch.Tensor:
+        assert vocab.embeddings is not None
+        return torch.from_numpy(np.ascontiguousarray(vocab.embeddings, dtype=np.float32)).to(self.device)
+
+    def _postprocess(self, state: SegmenterState, out: StepOutput, frame: Frame) -> Tracks:
+        """Per slot: class = argmax over the vocabulary (no-object excluded), score = that class's
+        probability x mask quality (mean foreground probability inside the mask, 0 if empty); then
+        the lifecycle; then full-resolution masks and boxes for the published tracks only."""
+        timings = {k: float(v) for k, v in out.timings_ms.items()}
+        t0 = time.perf_counter()
+        logits = out.pred_logits[0].float()
+        probs = logits.softmax(-1)[:, :-1]
+        class_prob, class_id = probs.max(-1)
+        mask_logits = out.pred_masks[0].float()
+        fg = mask_logits >= self._mask_logit_thr
+        area = fg.sum((1, 2))
+        quality = (mask_logits.sigmoid() * fg).sum((1, 2)) / area.clamp(min=1)
+        scores = (class_prob * quality).cpu().numpy()
+        fg_np = fg.cpu().numpy()
+        t1 = time.perf_counter()
+
+        result = self.lifecycle.update(state.tracks, scores, fg_np)
+        if result.reset.any():
+            self.model.reset_slots(state.model_state, torch.from_numpy(result.reset)[None])
+        t2 = time.perf_counter()
+
+        height, width = frame.height, frame.width
+        instances: list[Instance] = []
+        slots = np.flatnonzero(result.visible)
+        slots = slots[np.argsort(result.track_id[slots], kind="stable")]
+        if slots.size:
+            sel = torch.from_numpy(slots).to(mask_logits.device)
+            full = F.interpolate(mask_logits[sel][None], size=(height, width), mode="bilinear",
+                                 align_corners=False)[0] >= self._mask_logit_thr
+            boxes, nonempty = masks_to_boxes(full)
+            full_np = full.cpu().numpy()
+            names = state.vocabulary.names
+            cls = class_id[sel].cpu().numpy()
+            for j, slot in enumerate(slots):
+                if not nonempty[j]:
+                    continue  # vanished in the upsampling: nothing to publish
+                instances.append(Instance(
+                    track_id=int(result.track_id[slot]), class_id=int(cls[j]), label=names[int(cls[j])],
+                    score=float(result.score[slot]), box_xyxy=tuple(float(v) for v in boxes[j]),
+                    mask=full_np[j]))
+        t3 = time.perf_counter()
+        timings["tracker"] = (t2 - t1) * 1e3
+        timings["postprocess"] = ((t1 - t0) + (t3 - t2)) * 1e3
+        return Tracks(frame_index=frame.index, width=width, height=height, instances=instances,
+                      timings_ms=timings)
+
+
+def masks_to_boxes(masks: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(N, H, W) bool -> (N, 4) float boxes [x0, y0, x1, y1] with exclusive right/bottom pixel edges
+    (a one-pixel mask at (x, y) has box [x, y, x+1, y+1]), and (N,) bool "mask not empty"."""
+    n = masks.shape[0]
+    rows = masks.any(2)  # (N, H)
+    cols = masks.any(1)  # (N, W)
+    nonempty = rows.any(1)
+    h_idx = torch.arange(masks.shape[1], device=masks.device)
+    w_idx = torch.arange(masks.shape[2], device=masks.device)
+    big = max(masks.shape[1], masks.shape[2]) + 1
+    y0 = torch.where(rows, h_idx, big).min(1).values
+    y1 = torch.where(rows, h_idx, -1).max(1).values + 1
+    x0 = torch.where(cols, w_idx, big).min(1).values
+    x1 = torch.where(cols, w_idx, -1).max(1).values + 1
+    boxes = torch.stack([x0, y0, x1, y1], 1).float() if n else torch.zeros(0, 4)
+    boxes = torch.where(nonempty[:, None], boxes, torch.zeros_like(boxes))
+    return boxes.cpu().numpy(), nonempty.cpu().numpy()
+
+
+def build_segmenter(config: Config, checkpoint: str | None = None,
+                    device: str | torch.device = "cpu") -> OnlineSegmenter:
+    """Build OnlineVIS from ``config``, load ``checkpoint`` (default: config.checkpoint; none = the
+    untrained model), and resolve the default vocabulary (config's names/file, else the checkpoint's).
+
+    The model's text encoder is the checkpoint's (recorded in it); any vocabulary from another
+    encoder is refused with an error naming both.
+    """
+    path = checkpoint if checkpoint is not None else config.checkpoint
+    data = load_checkpoint(path) if path else None  # a bad file fails before the model is built
+    model_cfg = config.model
+    if data is not None:
+        model_cfg = dataclasses.replace(model_cfg, pretrained=False)  # the checkpoint brings the weights
+    model = OnlineVIS(model_cfg, memory_length=config.tracker.memory_length)
+    base_dir = Path(config.source_path).parent if config.source_path else None
+    vocab = resolve_vocabulary(config.vocabulary, base_dir)
+    if data is not None:
+        load_weights(model, data, where=f"checkpoint {path}")
+        ckpt_vocab = checkpoint_vocabulary(data, f"checkpoint {path}")
+        encoder_id = ckpt_vocab.encoder_id
+        if vocab is None:
+            vocab = ckpt_vocab
+        elif vocab.encoder_id != encoder_id:
+            raise ConfigError(f"vocabulary was built with text encoder '{vocab.encoder_id}' but checkpoint {path} "
+                              f"was trained with '{encoder_id}'")
+    else:
+        encoder_id = vocab.encoder_id if vocab is not None else encoder_id_for_spec(config.vocabulary.encoder)
+    model.eval().to(device)
+    segmenter = OnlineSegmenter(model, config, encoder_id, vocab, device)
+    if vocab is not None:
+        segmenter._check(vocab)
+    return segmenter

@@ -1,0 +1,280 @@
+"""The training loop of `streamseg train`: online clip decoding, losses, AdamW, checkpoints, resume.
+
+One step: every process (DDP rank) draws ``batch`` clips of ``clip_frames`` frames, decodes them
+frame by frame through ``OnlineVIS.forward_clip`` (the exact inference path, with gradients),
+computes the GenVIS-assigned Mask2Former + TMT-VIS losses, and takes one AdamW step on the
+all-reduced gradients. Rank 0 alone logs (tqdm + JSON lines) and writes checkpoints.
+
+Resuming is exact: a periodic checkpoint carries the optimiser, scheduler, step and every rank's
+RNG state, and the data of step s is drawn from a generator seeded by (seed, rank, s), so a resumed
+run sees the same clips as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from streamseg.errors import CheckpointError, ConfigError
+from streamseg.interface import Vocabulary
+from streamseg.training.distributed import DistInfo, all_reduce_mean, barrier, wrap_ddp
+from streamseg.training.losses import FrameTargets, LossWeights, VideoCriterion
+from streamseg.training.matcher import MatchCosts
+from streamseg.training.schedule import build_optimizer, build_scheduler
+
+TRAIN_STATE_FORMAT = "streamseg-train-state"
+TRAIN_STATE_VERSION = 1
+LOSS_KEYS = ("total", "cls", "mask", "dice", "taxo", "tcm")
+
+
+@dataclass
+class ClipBatch:
+    """``batch`` clips of ``T`` frames, ready for forward_clip, with their ground truth."""
+
+    images: torch.Tensor  # (T, B, H, W, 3) uint8 RGB
+    targets: list[list[FrameTargets]]  # [t][b]; labels index the unified vocabulary
+    class_mask: torch.Tensor | None = None  # (B, K) bool: classes annotated in each clip's dataset
+
+
+class ClipProvider(Protocol):
+    """Where the loop gets its clips from (the multi-dataset sampler adapts to this)."""
+
+    names: list[str]  # the unified vocabulary (union of the datasets' class names)
+
+    def sample(self, rng: np.random.Generator, batch: int, clip_frames: int) -> ClipBatch:
+        """Draw ``batch`` clips using only ``rng`` for randomness (so a step is reproducible)."""
+
+
+@dataclass
+class TrainResult:
+    step: int
+    checkpoint: Path  # the final model (no optimiser state: small, what `eval` and the demo load)
+    log: Path
+    seconds: float
+    first_loss: float | None
+    last_loss: float | None
+
+
+def criterion_from_config(cfg: Any) -> VideoCriterion:
+    t = cfg.train
+    weights = LossWeights(
+        cls=t.class_weight, mask=t.mask_weight, dice=t.dice_weight, taxo=t.taxo_weight,
+        tcm=t.tcm_weight, no_object=t.no_object_weight, num_points=t.num_points,
+        oversample_ratio=t.oversample_ratio, importance_sample_ratio=t.importance_sample_ratio,
+    )
+    costs = MatchCosts(class_weight=t.class_weight, mask_weight=t.mask_weight,
+                       dice_weight=t.dice_weight, num_points=t.num_points)
+    return VideoCriterion(weights, costs)
+
+
+def step_rng(seed: int, rank: int, step: int) -> np.random.Generator:
+    """The data generator of one step on one rank: a pure function of (seed, rank, step)."""
+    return np.random.default_rng([seed, rank, step])
+
+
+class Trainer:
+    """Holds the model, optimiser and bookkeeping of one training run."""
+
+    def __init__(self, config: Any, provider: ClipProvider, vocabulary: Vocabulary, out_dir: str | Path,
+                 info: DistInfo, progress: bool = True) -> None:
+        from streamseg.model.online import OnlineVIS
+
+        self.cfg = config
+        self.tcfg = config.train
+        self.provider = provider
+        self.vocabulary = vocabulary
+        self.out = Path(out_dir)
+        self.info = info
+        self.progress = progress and info.is_main
+        torch.manual_seed(self.tcfg.seed)  # identical initial weights on every rank
+        self.model = OnlineVIS(config.model).to(info.device)
+        self.ddp = wrap_ddp(self.model, info)
+        self.optimizer = build_optimizer(self.model, self.tcfg)
+        self.scheduler = build_scheduler(self.optimizer, self.tcfg)
+        self.use_amp = self.tcfg.amp and info.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda") if self.use_amp else None
+        self.criterion = criterion_from_config(config)
+        self.text_emb = torch.from_numpy(np.asarray(vocabulary.embeddings, dtype=np.float32)).to(info.device)
+        self.step = 0
+        torch.manual_seed(self.tcfg.seed * 1000 + 17 + info.rank)  # per-rank stream for points/dropout
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, batch: ClipBatch) -> dict[str, float]:
+        self.ddp.train()
+        images = batch.images.to(self.info.device, non_blocking=True)
+        class_mask = batch.class_mask.to(self.info.device) if batch.class_mask is not None else None
+        amp = torch.autocast("cuda", dtype=torch.float16) if self.use_amp else nullcontext()
+        with amp:
+            outputs = self.ddp(images, self.text_emb)
+        terms = self.criterion(outputs, batch.targets, class_mask=class_mask)
+        loss = terms["total"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {float(loss)} at step {self.step}")
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        grad_norm = self._clip_gradients()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        values = {k: float(terms[k].detach()) for k in LOSS_KEYS}
+        values["grad_norm"] = grad_norm
+        return values
+
+    def _clip_gradients(self) -> float:
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if not params:
+            return 0.0
+        max_norm = self.tcfg.grad_clip if self.tcfg.grad_clip > 0 else math.inf
+        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+
+    # ------------------------------------------------------------------ the run
+    def run(self, total_steps: int) -> TrainResult:
+        from tqdm import tqdm
+
+        t = self.tcfg
+        log_path = self.out / t.log
+        if self.info.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        start_step = self.step
+        bar = tqdm(total=total_steps, initial=start_step, disable=not self.progress, unit="step",
+                   dynamic_ncols=True, desc="train")
+        first_loss = last_loss = None
+        window: list[dict[str, float]] = []
+        t_start = time.perf_counter()
+        t_last = t_start
+        try:
+            while self.step < total_steps:
+                batch = self.provider.sample(step_rng(t.seed, self.info.rank, self.step), t.batch, t.clip_frames)
+                values = self.train_step(batch)
+                window.append(values)
+                bar.update(1)
+                if self.step % t.log_every == 0 or self.step == total_steps or self.step == start_step + 1:
+                    mean = {k: float(np.mean([v[k] for v in window])) for k in window[0]}
+                    mean = all_reduce_mean(mean, self.info)
+                    now = time.perf_counter()
+                    record = {"step": self.step, "lr": max(g["lr"] for g in self.optimizer.param_groups),
+                              **{k: round(v, 6) for k, v in mean.items()},
+                              "steps_per_s": round(len(window) / max(now - t_last, 1e-9), 4),
+                              "elapsed_s": round(now - t_start, 2)}
+                    window, t_last = [], now
+                    if first_loss is None:
+                        first_loss = mean["total"]
+                    last_loss = mean["total"]
+                    if self.info.is_main:
+                        bar.set_postfix({k: f"{mean[k]:.3f}" for k in LOSS_KEYS})
+                        with open(log_path, "a") as fh:
+                            fh.write(json.dumps(record) + "\n")
+                if self.step % t.checkpoint_every == 0 and self.step < total_steps:
+                    self.save(self.out / f"step_{self.step:07d}.pt", with_state=True)
+                    self._prune_checkpoints()
+        finally:
+            bar.close()
+        self.save(self.out / "last.pt", with_state=True)
+        final = self.out / "model.pt"
+        self.save(final, with_state=False)
+        return TrainResult(self.step, final, log_path, time.perf_counter() - t_start, first_loss, last_loss)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, path: Path, with_state: bool) -> None:
+        """Rank 0 writes; every rank takes part (RNG states are gathered), then all wait."""
+        from streamseg.model.checkpoint import save_checkpoint
+
+        extra = {"train_state": self._train_state()} if with_state else None
+        if self.info.is_main:
+            save_checkpoint(path, self.model, self.cfg, self.vocabulary, extra=extra)
+        barrier(self.info)
+
+    def _train_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "format": TRAIN_STATE_FORMAT,
+            "version": TRAIN_STATE_VERSION,
+            "step": self.step,
+            "world_size": self.info.world_size,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng_cpu": self._gather_rng(torch.get_rng_state()),
+        }
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        if self.info.device.type == "cuda":
+            state["rng_cuda"] = self._gather_rng(torch.cuda.get_rng_state(self.info.device))
+        return state
+
+    def _gather_rng(self, state: torch.Tensor) -> torch.Tensor:
+        """(world, n) uint8: every rank's RNG state, so a resume restores each rank's stream."""
+        if not self.info.distributed:
+            return state[None].clone()
+        local = state.to(self.info.device) if self.info.backend == "nccl" else state
+        parts = [torch.empty_like(local) for _ in range(self.info.world_size)]
+        dist.all_gather(parts, local)
+        return torch.stack([p.cpu() for p in parts])
+
+    def resume(self, path: str | Path) -> None:
+        """Restore model, optimiser, scheduler, step and RNG from a checkpoint with training state."""
+        from streamseg.model.checkpoint import load_checkpoint, load_weights
+
+        data = load_checkpoint(path)
+        state = data.get("train_state")
+        if not isinstance(state, dict) or state.get("format") != TRAIN_STATE_FORMAT:
+            raise CheckpointError(f"checkpoint {path} holds no training state (resume from step_*.pt or last.pt)")
+        if state.get("version") != TRAIN_STATE_VERSION:
+            raise CheckpointError(f"checkpoint {path} has training-state version {state.get('version')!r}")
+        if list(data["vocabulary"]["names"]) != list(self.vocabulary.names):
+            raise CheckpointError(f"checkpoint {path} was trained on another vocabulary "
+                                  f"({', '.join(data['vocabulary']['names'])})")
+        load_weights(self.model, data, f"checkpoint {path}")
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as exc:
+            raise CheckpointError(f"checkpoint {path}: optimizer state does not fit ({exc})") from None
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        rng = state.get("rng_cpu")
+        if isinstance(rng, torch.Tensor) and rng.shape[0] == self.info.world_size:
+            torch.set_rng_state(rng[self.info.rank].clone())
+        else:  # another world size: a fresh, still deterministic per-rank stream
+            torch.manual_seed(self.tcfg.seed * 1000 + 17 + self.info.rank + self.step)
+        rng_cuda = state.get("rng_cuda")
+        if self.info.device.type == "cuda" and isinstance(rng_cuda, torch.Tensor) \
+                and rng_cuda.shape[0] == self.info.world_size:
+            torch.cuda.set_rng_state(rng_cuda[self.info.rank].clone(), self.info.device)
+
+    def _prune_checkpoints(self) -> None:
+        keep = self.tcfg.keep_checkpoints
+        if not self.info.is_main or keep <= 0:
+            return
+        periodic = sorted(self.out.glob("step_*.pt"))
+        for old in periodic[:-keep]:
+            old.unlink(missing_ok=True)
+
+
+def unify_names(vocabularies: Sequence[Sequence[str]]) -> list[str]:
+    """The unified taxonomy: the union of the datasets' names, deduplicated by text (case and
+    surrounding spaces ignored), in order of first appearance."""
+    seen: dict[str, str] = {}
+    for names in vocabularies:
+        for name in names:
+            key = " ".join(name.lower().split())
+            if key not in seen:
+                seen[key] = name.strip()
+    if not seen:
+        raise ConfigError("the training datasets have no categories")
+    return list(seen.values())

@@ -1,0 +1,305 @@
+"""Protocol v1 on the wire: multipart ZeroMQ messages of topic, msgpack header and mask parts.
+
+    part 0  topic   b"seg/<stream>" | b"status/<stream>" | b"eos/<stream>"
+    part 1  header  msgpack map (field tables in docs/protocol.md)
+    part 2… masks   seg only: one per instance, the COCO RLE counts of its mask_box crop
+
+Everything arriving is untrusted: decode() checks every field it reads and raises a one-line
+ProtocolError, so a subscriber never crashes inside numpy or pycocotools on a bad message.
+Decoders ignore header keys they do not know (v1 may grow optional fields); a breaking change
+bumps `v`.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Mapping, Sequence
+
+import msgpack
+
+from streamseg.errors import ProtocolError
+from streamseg.interface import Frame, Tracks, Vocabulary
+from streamseg.transport import rle
+from streamseg.transport.messages import EosMessage, Message, SegInstance, SegMessage, StatusMessage
+
+PROTOCOL_VERSION = 1
+SEG, STATUS, EOS = "seg", "status", "eos"
+KINDS = (SEG, STATUS, EOS)
+STATES = ("connecting", "connected", "reconnecting", "ended")
+MASK_PART_OFFSET = 2  # instance i's mask travels in part 2 + i
+
+_STATUS_REQUIRED = ("state", "fps_in", "fps_out", "dropped", "latency_ms", "epoch")
+_STATUS_OPTIONAL = ("wire_dropped", "t_publish_ns")
+
+
+def topic(kind: str, stream: str) -> bytes:
+    """The topic frame of a message of `kind` on `stream`."""
+    if kind not in KINDS:
+        raise ProtocolError(f"unknown message kind {kind!r} (expected one of {', '.join(KINDS)})")
+    if not stream or any(ch.isspace() or not ch.isprintable() for ch in stream):
+        raise ProtocolError(f"stream id {stream!r} must be non-empty printable text without spaces")
+    return f"{kind}/{stream}".encode()
+
+
+def _pack(header: dict[str, Any]) -> bytes:
+    return msgpack.packb(header, use_bin_type=True)
+
+
+def encode_seg(stream: str, seq: int, epoch: int, frame: Frame, tracks: Tracks, vocab: Vocabulary,
+               t_publish_ns: int | None = None) -> list[bytes]:
+    """One frame's tracks -> [topic, header, mask parts…]. t_publish_ns defaults to now, taken
+    after the masks are encoded so it marks the moment the message is ready to leave."""
+    height, width = frame.height, frame.width
+    instances: list[dict[str, Any]] = []
+    masks: list[bytes] = []
+    for i, inst in enumerate(tracks.instances):
+        if inst.mask.shape != (height, width):
+            raise ProtocolError(
+                f"instance {inst.track_id}: mask shape {tuple(inst.mask.shape)} is not the frame's ({height}, {width})")
+        score, box_xyxy = float(inst.score), [float(v) for v in inst.box_xyxy]
+        if len(box_xyxy) != 4 or not all(math.isfinite(v) for v in (score, *box_xyxy)):
+            raise ProtocolError(f"instance {inst.track_id}: score and box_xyxy must be finite, box 4 numbers")
+        box, counts = rle.encode_mask(inst.mask)
+        masks.append(counts)
+        instances.append({
+            "id": int(inst.track_id),
+            "class_id": int(inst.class_id),
+            "label": str(inst.label),
+            "score": score,
+            "box_xyxy": box_xyxy,
+            "mask_part": MASK_PART_OFFSET + i,
+            "mask_box": list(box),
+        })
+    header = {
+        "v": PROTOCOL_VERSION,
+        "stream": stream,
+        "epoch": int(epoch),
+        "seq": int(seq),
+        "frame_index": int(frame.index),
+        "pts": None if frame.pts is None else float(frame.pts),
+        "t_capture_ns": int(frame.t_capture_ns),
+        "t_publish_ns": int(time.time_ns() if t_publish_ns is None else t_publish_ns),
+        "width": width,
+        "height": height,
+        "vocab": {"id": vocab.vocab_id, "names": list(vocab.names)},
+        "instances": instances,
+    }
+    return [topic(SEG, stream), _pack(header), *masks]
+
+
+def _latency_entry(stage: str, value: Any) -> dict[str, float]:
+    if isinstance(value, Mapping):
+        p50, p95 = value.get("p50"), value.get("p95")
+    elif isinstance(value, Sequence) and len(value) == 2:
+        p50, p95 = value
+    else:
+        raise ProtocolError(f"status latency_ms[{stage!r}] must be {{'p50': ms, 'p95': ms}} or (p50, p95)")
+    try:
+        return {"p50": float(p50), "p95": float(p95)}
+    except (TypeError, ValueError):
+        raise ProtocolError(f"status latency_ms[{stage!r}] values must be numbers") from None
+
+
+def encode_status(stream: str, status: Mapping[str, Any]) -> list[bytes]:
+    """status dict (state, fps_in, fps_out, dropped, latency_ms {stage: (p50, p95)}, epoch;
+    optional wire_dropped, t_publish_ns) -> [topic, header]."""
+    missing = [k for k in _STATUS_REQUIRED if k not in status]
+    if missing:
+        raise ProtocolError(f"status is missing {', '.join(missing)}")
+    unknown = [k for k in status if k not in _STATUS_REQUIRED + _STATUS_OPTIONAL]
+    if unknown:
+        raise ProtocolError(f"status has unknown field(s) {', '.join(map(str, unknown))}")
+    if status["state"] not in STATES:
+        raise ProtocolError(f"status state {status['state']!r} is not one of {', '.join(STATES)}")
+    header = {
+        "v": PROTOCOL_VERSION,
+        "stream": stream,
+        "epoch": int(status["epoch"]),
+        "t_publish_ns": int(status.get("t_publish_ns") or time.time_ns()),
+        "state": status["state"],
+        "fps_in": float(status["fps_in"]),
+        "fps_out": float(status["fps_out"]),
+        "dropped": int(status["dropped"]),
+        "latency_ms": {str(k): _latency_entry(str(k), v) for k, v in dict(status["latency_ms"]).items()},
+        "wire_dropped": int(status.get("wire_dropped", 0)),
+    }
+    return [topic(STATUS, stream), _pack(header)]
+
+
+def encode_eos(stream: str, epoch: int, seq: int, reason: str, t_publish_ns: int | None = None) -> list[bytes]:
+    """End of stream -> [topic, header]. seq = the last seg seq published (-1 if none)."""
+    header = {
+        "v": PROTOCOL_VERSION,
+        "stream": stream,
+        "epoch": int(epoch),
+        "seq": int(seq),
+        "reason": str(reason),
+        "t_publish_ns": int(time.time_ns() if t_publish_ns is None else t_publish_ns),
+    }
+    return [topic(EOS, stream), _pack(header)]
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def _get(mapping: Mapping[str, Any], key: str, types: type | tuple[type, ...], where: str) -> Any:
+    if key not in mapping:
+        raise ProtocolError(f"{where} has no {key!r}")
+    value = mapping[key]
+    if isinstance(value, bool) or not isinstance(value, types):
+        names = types.__name__ if isinstance(types, type) else "/".join(t.__name__ for t in types)
+        raise ProtocolError(f"{where} field {key!r} must be {names}, got {type(value).__name__}")
+    return value
+
+
+def _number(mapping: Mapping[str, Any], key: str, where: str) -> float:
+    value = float(_get(mapping, key, (int, float), where))
+    if not math.isfinite(value):
+        raise ProtocolError(f"{where} field {key!r} must be finite")
+    return value
+
+
+def _split_topic(part: bytes) -> tuple[str, str]:
+    try:
+        text = bytes(part).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("topic is not UTF-8") from None
+    kind, sep, stream = text.partition("/")
+    if not sep or kind not in KINDS or not stream:
+        raise ProtocolError(f"topic {text[:60]!r} is not seg/<stream>, status/<stream> or eos/<stream>")
+    return kind, stream
+
+
+def decode_header(parts: Sequence[bytes]) -> tuple[str, str, dict[str, Any]]:
+    """(kind, stream, header) after checking the topic, msgpack framing, version and stream."""
+    if len(parts) < 2:
+        raise ProtocolError(f"message has {len(parts)} part(s); protocol v1 needs topic and header")
+    kind, stream = _split_topic(parts[0])
+    try:
+        header = msgpack.unpackb(bytes(parts[1]), raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise ProtocolError(f"{kind}/{stream}: header is not valid msgpack ({type(exc).__name__})") from None
+    if not isinstance(header, dict):
+        raise ProtocolError(f"{kind}/{stream}: header is a msgpack {type(header).__name__}, not a map")
+    version = header.get("v")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(f"{kind}/{stream}: protocol version {version!r} is not supported (this reader speaks v1)")
+    if header.get("stream") != stream:
+        raise ProtocolError(f"{kind}/{stream}: header stream {header.get('stream')!r} does not match the topic")
+    return kind, stream, header
+
+
+def _decode_instance(item: Any, index: int, parts: Sequence[bytes], width: int, height: int,
+                     where: str) -> SegInstance:
+    where = f"{where} instance {index}"
+    if not isinstance(item, dict):
+        raise ProtocolError(f"{where} is not a map")
+    box = _get(item, "box_xyxy", list, where)
+    mask_box = _get(item, "mask_box", list, where)
+    if len(box) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
+        raise ProtocolError(f"{where} box_xyxy must be 4 numbers")
+    if len(mask_box) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) for v in mask_box):
+        raise ProtocolError(f"{where} mask_box must be 4 integers [x, y, w, h]")
+    x, y, w, h = mask_box
+    if x < 0 or y < 0 or w < 0 or h < 0 or x + w > width or y + h > height:
+        raise ProtocolError(f"{where} mask_box {mask_box} is not inside the {width}x{height} frame")
+    part = _get(item, "mask_part", int, where)
+    if not MASK_PART_OFFSET <= part < len(parts):
+        raise ProtocolError(f"{where} mask_part {part} is not a part of this {len(parts)}-part message")
+    return SegInstance(
+        id=_get(item, "id", int, where),
+        class_id=_get(item, "class_id", int, where),
+        label=_get(item, "label", str, where),
+        score=_number(item, "score", where),
+        box_xyxy=tuple(float(v) for v in box),
+        mask_box=(x, y, w, h),
+        counts=bytes(parts[part]),
+        frame_height=height,
+        frame_width=width,
+    )
+
+
+def _decode_seg(stream: str, header: dict[str, Any], parts: Sequence[bytes]) -> SegMessage:
+    where = f"seg/{stream}"
+    width = _get(header, "width", int, where)
+    height = _get(header, "height", int, where)
+    if width <= 0 or height <= 0:
+        raise ProtocolError(f"{where}: frame size {width}x{height} must be positive")
+    vocab = _get(header, "vocab", dict, where)
+    names = _get(vocab, "names", list, f"{where} vocab")
+    if not all(isinstance(n, str) for n in names):
+        raise ProtocolError(f"{where} vocab names must be strings")
+    items = _get(header, "instances", list, where)
+    if len(parts) != MASK_PART_OFFSET + len(items):
+        raise ProtocolError(f"{where}: {len(items)} instance(s) but {len(parts) - MASK_PART_OFFSET} mask part(s)")
+    pts = header.get("pts")
+    if pts is not None and (isinstance(pts, bool) or not isinstance(pts, (int, float))):
+        raise ProtocolError(f"{where} field 'pts' must be a number or nil")
+    return SegMessage(
+        stream=stream,
+        epoch=_get(header, "epoch", int, where),
+        seq=_get(header, "seq", int, where),
+        frame_index=_get(header, "frame_index", int, where),
+        pts=None if pts is None else float(pts),
+        t_capture_ns=_get(header, "t_capture_ns", int, where),
+        t_publish_ns=_get(header, "t_publish_ns", int, where),
+        width=width,
+        height=height,
+        vocab_id=_get(vocab, "id", str, f"{where} vocab"),
+        vocab_names=list(names),
+        instances=[_decode_instance(item, i, parts, width, height, where) for i, item in enumerate(items)],
+    )
+
+
+def _decode_status(stream: str, header: dict[str, Any]) -> StatusMessage:
+    where = f"status/{stream}"
+    state = _get(header, "state", str, where)
+    if state not in STATES:
+        raise ProtocolError(f"{where}: state {state!r} is not one of {', '.join(STATES)}")
+    latency: dict[str, dict[str, float]] = {}
+    for stage, entry in _get(header, "latency_ms", dict, where).items():
+        if not isinstance(entry, dict):
+            raise ProtocolError(f"{where} latency_ms[{stage!r}] is not a map")
+        latency[stage] = {"p50": _number(entry, "p50", f"{where} latency_ms[{stage!r}]"),
+                          "p95": _number(entry, "p95", f"{where} latency_ms[{stage!r}]")}
+    return StatusMessage(
+        stream=stream,
+        epoch=_get(header, "epoch", int, where),
+        t_publish_ns=_get(header, "t_publish_ns", int, where),
+        state=state,
+        fps_in=_number(header, "fps_in", where),
+        fps_out=_number(header, "fps_out", where),
+        dropped=_get(header, "dropped", int, where),
+        latency_ms=latency,
+        wire_dropped=_get(header, "wire_dropped", int, where) if "wire_dropped" in header else 0,
+    )
+
+
+def _decode_eos(stream: str, header: dict[str, Any]) -> EosMessage:
+    where = f"eos/{stream}"
+    return EosMessage(
+        stream=stream,
+        epoch=_get(header, "epoch", int, where),
+        seq=_get(header, "seq", int, where),
+        reason=_get(header, "reason", str, where),
+        t_publish_ns=_get(header, "t_publish_ns", int, where),
+    )
+
+
+def decode(parts: Sequence[bytes], check_masks: bool = True) -> Message:
+    """[topic, header, masks…] -> SegMessage | StatusMessage | EosMessage, or ProtocolError.
+
+    check_masks=False defers the RLE checks to the first access of an instance's mask or area
+    (Subscriber.recv_latest uses it for messages it may skip).
+    """
+    kind, stream, header = decode_header(parts)
+    if kind == SEG:
+        message = _decode_seg(stream, header, parts)
+        if check_masks:
+            message.validate_masks()
+        return message
+    if len(parts) != 2:
+        raise ProtocolError(f"{kind}/{stream}: has {len(parts)} parts, expected 2")
+    if kind == STATUS:
+        return _decode_status(stream, header)
+    return _decode_eos(stream, header)

@@ -1,0 +1,109 @@
+"""The engine's end of the wire: one ZeroMQ PUB socket carrying every stream's messages.
+
+Publishing must never hold up the pipeline, so every send is non-blocking and the socket's queue
+per subscriber is bounded by send_hwm. What happens at that bound is ZeroMQ's PUB rule: by default
+(lossy) a subscriber whose queue is full simply misses messages — the others are unaffected and the
+loss shows up at that subscriber as a seq gap. With nodrop=True (ZMQ_XPUB_NODROP) a full queue
+makes the send fail instead: the message goes to nobody and is counted in `dropped`; the slowest
+subscriber then sets the pace of losses for all.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Mapping, Sequence
+
+import zmq
+
+from streamseg.errors import ConfigError
+from streamseg.interface import Frame, Tracks, Vocabulary
+from streamseg.transport import protocol
+
+
+class Publisher:
+    """PUB socket bound to `address` (tcp://host:port, tcp://host:* for a free port, ipc://path).
+
+    Thread-safe: streams running in different threads may share one Publisher.
+    """
+
+    def __init__(self, address: str, send_hwm: int = 8, linger_ms: int = 200, nodrop: bool = False,
+                 context: zmq.Context | None = None) -> None:
+        if send_hwm < 1:
+            raise ConfigError(f"send_hwm must be >= 1, got {send_hwm}")
+        self._context = context or zmq.Context.instance()
+        self._socket = self._context.socket(zmq.PUB)
+        self._socket.setsockopt(zmq.SNDHWM, send_hwm)
+        self._socket.setsockopt(zmq.LINGER, linger_ms)
+        if nodrop:
+            self._socket.setsockopt(zmq.XPUB_NODROP, 1)
+        try:
+            self._socket.bind(address)
+        except zmq.ZMQError as exc:
+            self._socket.close(linger=0)
+            raise ConfigError(f"cannot bind publisher to {address!r}: {exc}") from None
+        self.address: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.send_hwm = send_hwm
+        self.linger_ms = linger_ms
+        self.sent = 0  # messages handed to ZeroMQ
+        self.dropped = 0  # messages ZeroMQ refused at the high-water mark (nodrop=True only)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _try_send(self, parts: Sequence[bytes]) -> bool | None:
+        """True sent, False refused at the high-water mark, None closed."""
+        with self._lock:
+            if self._closed:
+                return None
+            try:
+                self._socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return False
+            self.sent += 1
+            return True
+
+    def send(self, parts: Sequence[bytes]) -> bool:
+        """Queue one multipart message without blocking; False if it was dropped."""
+        ok = self._try_send(parts)
+        if ok is False:
+            with self._lock:
+                self.dropped += 1
+        return bool(ok)
+
+    def publish_seg(self, stream: str, seq: int, epoch: int, frame: Frame, tracks: Tracks,
+                    vocab: Vocabulary, t_publish_ns: int | None = None) -> bool:
+        """Encode and send one frame's tracks (see protocol.encode_seg)."""
+        return self.send(protocol.encode_seg(stream, seq, epoch, frame, tracks, vocab, t_publish_ns))
+
+    def publish_status(self, stream: str, status: Mapping[str, Any]) -> bool:
+        """Send a status message; wire_dropped is filled from this publisher unless given."""
+        fields = dict(status)
+        fields.setdefault("wire_dropped", self.dropped)
+        return self.send(protocol.encode_status(stream, fields))
+
+    def publish_eos(self, stream: str, epoch: int, seq: int, reason: str) -> bool:
+        """Send EOS; unlike frames it is worth a short wait (up to linger_ms) if the queue is full."""
+        parts = protocol.encode_eos(stream, epoch, seq, reason)
+        deadline = time.monotonic() + self.linger_ms / 1000
+        while True:
+            ok = self._try_send(parts)
+            if ok is not False:
+                return bool(ok)
+            if time.monotonic() >= deadline:
+                with self._lock:
+                    self.dropped += 1
+                return False
+            time.sleep(0.005)
+
+    def close(self, linger_ms: int | None = None) -> None:
+        """Close the socket, giving queued messages up to linger_ms (default: the constructor's) to leave."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._socket.close(linger=self.linger_ms if linger_ms is None else linger_ms)
+
+    def __enter__(self) -> "Publisher":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,218 @@
+"""OnlineVIS end to end (tiny config): step/forward_clip shapes and gradients, bounded state, slot
+resets, the TCM window schedule, vocabulary swaps, configs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from streamseg.config import load_config
+from streamseg.errors import ConfigError
+from streamseg.model.online import OnlineVIS
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config(CONFIGS / "tiny-test.yaml").model
+
+
+@pytest.fixture(scope="module")
+def model(cfg):
+    torch.manual_seed(0)
+    return OnlineVIS(cfg).eval()
+
+
+def _text(k: int = 5, d: int = 384, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.nn.functional.normalize(torch.randn(k, d, generator=g), dim=-1)
+
+
+def _frames(n: int, b: int = 1, h: int = 45, w: int = 80, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, b, h, w, 3), dtype=torch.uint8, generator=g)
+
+
+def _state_numel(state) -> int:
+    tensors = [state.queries, state.memory, state.memory_len, state.taxonomy, state.tcm_scores,
+               *state.window]
+    return sum(t.numel() for t in tensors if t is not None)
+
+
+def test_configs_load_and_validate():
+    for name in ("tiny-test", "cpu-mobilenet", "r50"):
+        load_config(CONFIGS / f"{name}.yaml")
+    r50 = load_config(CONFIGS / "r50.yaml").model
+    assert (r50.hidden_dim, r50.num_queries, r50.dec_layers, r50.enc_layers, r50.enc_heads,
+            r50.enc_points, r50.pixel_decoder) == (256, 100, 9, 6, 8, 4, "deformable")
+    with pytest.raises(ConfigError, match="nheads"):
+        load_config(CONFIGS / "tiny-test.yaml", ["model.nheads=5"])
+    with pytest.raises(ConfigError, match="backbone"):
+        load_config(CONFIGS / "tiny-test.yaml", ["model.backbone=vgg"])
+
+
+def test_preprocess_resizes_normalises_and_accepts_both_layouts(model, cfg):
+    frames = _frames(1, b=2, h=90, w=160)[0]
+    x = model.preprocess(frames)
+    assert x.shape == (2, 3, 64, 128) and x.dtype == torch.float32
+    torch.testing.assert_close(model.preprocess(frames.permute(0, 3, 1, 2)), x)
+    assert model.input_size(360, 640) == (64, 128)  # short side 64, long side capped at 128
+    assert model.input_size(640, 360) == (128, 64)
+    black = model.preprocess(torch.zeros(1, 32, 32, 3, dtype=torch.uint8))
+    torch.testing.assert_close(black[0, :, 0, 0], -torch.tensor([0.485, 0.456, 0.406])
+                               / torch.tensor([0.229, 0.224, 0.225]))
+
+
+def test_step_outputs_shapes(model, cfg):
+    with torch.inference_mode():
+        state = model.new_state(2)
+        out = model.step(state, _frames(1, b=2)[0], _text(5))
+    q = cfg.num_queries
+    h, w = model.input_size(45, 80)
+    assert out.image_size == (h, w)
+    assert out.pred_logits.shape == (2, q, 6)
+    assert out.pred_masks.shape == (2, q, h // 4, w // 4)
+    assert out.taxo_logits.shape == (2, q, 6) and out.tcm_scores.shape == (2, 5)
+    assert out.query_embed.shape == (2, q, cfg.hidden_dim)
+    assert out.aux == []  # inference: no deep-supervision outputs
+    assert set(out.timings_ms) >= {"backbone", "pixel_decoder", "tcm", "decoder"}
+    assert state.queries is out.query_embed
+    assert state.memory_len.tolist() == [[1] * q] * 2
+
+
+def test_state_size_is_constant_over_many_steps(model, cfg):
+    text = _text(5)
+    frames = _frames(4, seed=1)
+    sizes = []
+    with torch.inference_mode():
+        state = model.new_state(1)
+        for t in range(60):
+            model.step(state, frames[t % 4], text)
+            sizes.append(_state_numel(state))
+            assert int(state.memory_len.max()) <= cfg.memory_length
+            assert len(state.window) <= cfg.taxonomy_window
+            assert state.memory.shape[2] == cfg.memory_length
+    # after the first window the size no longer changes
+    assert len(set(sizes[cfg.taxonomy_window:])) <= 2  # window buffer cycles 0..W-1 frames
+    assert max(sizes) == max(sizes[: 2 * cfg.taxonomy_window])
+    assert state.steps == 60 and int(state.memory_len.min()) == cfg.memory_length
+
+
+def test_memory_holds_the_last_output_queries_in_order(model):
+    text = _text(5)
+    with torch.inference_mode():
+        state = model.new_state(1)
+        outs = [model.step(state, f, text) for f in _frames(6, seed=2)]
+    m = model.memory_length
+    expected = torch.stack([o.query_embed[0] for o in outs[-m:]], dim=1)
+    torch.testing.assert_close(state.memory[0, :, -len(outs[-m:]):], expected)
+
+
+def test_queries_propagate_between_frames(model):
+    """Frame t+1 starts from frame t's output queries: resetting them changes the prediction."""
+    text = _text(5)
+    frames = _frames(3, seed=3)
+    with torch.inference_mode():
+        a = model.new_state(1)
+        for f in frames:
+            out_a = model.step(a, f, text)
+        b = model.new_state(1)
+        for f in frames[:2]:
+            model.step(b, f, text)
+        model.reset_slots(b, torch.ones(1, model.cfg.num_queries, dtype=torch.bool))
+        out_b = model.step(b, frames[2], text)
+    assert not torch.allclose(out_a.pred_logits, out_b.pred_logits)
+
+
+def test_reset_slots_restores_learnable_query_and_clears_memory(model, cfg):
+    text = _text(5)
+    with torch.inference_mode():
+        state = model.new_state(2)
+        for f in _frames(3, b=2, seed=4):
+            model.step(state, f, text)
+        before_q, before_mem = state.queries.clone(), state.memory.clone()
+        slots = torch.zeros(2, cfg.num_queries, dtype=torch.bool)
+        slots[0, 1] = slots[1, 3] = True
+        model.reset_slots(state, slots)
+    torch.testing.assert_close(state.queries[0, 1], model.query_feat.weight[1])
+    torch.testing.assert_close(state.queries[1, 3], model.query_feat.weight[3])
+    assert state.memory_len[0, 1] == 0 and state.memory_len[1, 3] == 0
+    assert state.memory[0, 1].abs().sum() == 0
+    keep = ~slots
+    torch.testing.assert_close(state.queries[keep], before_q[keep])
+    torch.testing.assert_close(state.memory[keep], before_mem[keep])
+    assert bool((state.memory_len[keep] == 3).all())
+
+
+def test_tcm_runs_every_frame_of_first_window_then_once_per_window(model, cfg, monkeypatch):
+    calls = []
+    original = model.tcm.forward
+
+    def counting(text_emb, features):
+        calls.append(features.shape[1])
+        return original(text_emb, features)
+
+    monkeypatch.setattr(model.tcm, "forward", counting)
+    text = _text(5)
+    w = cfg.taxonomy_window  # 2 in tiny-test
+    tokens = (64 // 32) * (128 // 32)
+    with torch.inference_mode():
+        state = model.new_state(1)
+        ran = []
+        for f in _frames(7, h=90, w=160, seed=5):
+            before = len(calls)
+            model.step(state, f, text)
+            ran.append(len(calls) - before)
+    # frames 1..W (first window, frames seen so far), then every W-th frame over W frames
+    assert ran == [1 if (t < w or t % w == 0) else 0 for t in range(1, 8)]
+    assert calls[0] == tokens and calls[1] == w * tokens and all(c == w * tokens for c in calls[1:])
+
+
+def test_vocabulary_swap_recompiles_taxonomy_on_next_step(model):
+    with torch.inference_mode():
+        state = model.new_state(1)
+        frames = _frames(5, seed=6)
+        for f in frames[:4]:
+            model.step(state, f, _text(5))
+        old = state.taxonomy.clone()
+        out = model.step(state, frames[4], _text(7, seed=9))
+    assert out.pred_logits.shape[-1] == 8 and out.tcm_scores.shape == (1, 7)
+    assert not torch.allclose(state.taxonomy, old)
+
+
+def test_forward_clip_gradients_reach_every_parameter(cfg):
+    torch.manual_seed(1)
+    model = OnlineVIS(cfg).train()
+    clip = _frames(3, b=2, seed=7).permute(0, 1, 4, 2, 3)  # (T, B, 3, H, W)
+    outs = model.forward_clip(clip, _text(5))
+    assert len(outs) == 3
+    assert all(len(o.aux) == cfg.dec_layers for o in outs)
+    loss = sum(sum(lg.logsumexp(-1).mean() + m.sigmoid().mean() for lg, m in o.aux)
+               + o.taxo_logits.logsumexp(-1).mean() + o.tcm_scores.mean() for o in outs)
+    loss.backward()
+    missing = [n for n, p in model.named_parameters()
+               if p.grad is None or p.grad.abs().sum() == 0]
+    assert missing == []
+    # the loss of the last frame alone reaches the first frame's computation through the
+    # propagated queries and memory
+    model.zero_grad()
+    outs = model.forward_clip(clip, _text(5))
+    outs[-1].pred_logits.logsumexp(-1).mean().backward()
+    assert model.query_feat.weight.grad.abs().sum() > 0
+
+
+def test_taxonomy_off_is_the_same_model_without_tcm_and_tim(cfg):
+    import dataclasses
+
+    off = OnlineVIS(dataclasses.replace(cfg, taxonomy=False)).eval()
+    on = OnlineVIS(cfg)
+    assert off.tcm is None and off.decoder.tim is None
+    names_off = set(n for n, _ in off.named_parameters())
+    names_on = set(n for n, _ in on.named_parameters())
+    assert names_off < names_on
+    assert all(n.startswith(("tcm.", "decoder.tim.")) for n in names_on - names_off)
+    with torch.inference_mode():
+        out = off.step(off.new_state(1), _frames(1)[0], _text(5))
+    assert out.taxo_logits is None and out.tcm_scores is None

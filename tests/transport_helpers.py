@@ -1,0 +1,75 @@
+"""Shared helpers of the transport tests: frames with known masks, and PUB/SUB synchronisation."""
+from __future__ import annotations
+
+import time
+
+import msgpack
+import numpy as np
+
+from streamseg.interface import Frame, Instance, Tracks, Vocabulary
+from streamseg.transport.publisher import Publisher
+from streamseg.transport.subscriber import Subscriber
+
+VOCAB = Vocabulary(["person", "car", "ring"], encoder_id="test")
+SYNC_STREAM = "sync"
+
+
+def box_of(mask: np.ndarray) -> tuple[float, float, float, float]:
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    if rows.size == 0:
+        return (0.0, 0.0, 0.0, 0.0)
+    return (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
+
+
+def make_tracks(masks: list[np.ndarray], index: int = 7, pts: float | None = 0.25,
+                t_capture_ns: int = 1_700_000_000_123_456_789) -> tuple[Frame, Tracks]:
+    """A frame with one instance per mask: track ids 10, 11, …, classes cycling over VOCAB."""
+    height, width = masks[0].shape if masks else (48, 64)
+    frame = Frame(np.zeros((height, width, 3), np.uint8), index, pts, t_capture_ns)
+    instances = [
+        Instance(10 + i, i % 3, VOCAB.names[i % 3], 0.5 + i / 100, box_of(m), m) for i, m in enumerate(masks)
+    ]
+    return frame, Tracks(index, width, height, instances)
+
+
+def border_masks(height: int = 48, width: int = 64) -> list[np.ndarray]:
+    """Masks touching each border and corner, the full frame, single pixels, an empty one."""
+    def blank() -> np.ndarray:
+        return np.zeros((height, width), dtype=bool)
+
+    masks = []
+    m = blank(); m[0:5, 10:30] = True; masks.append(m)  # top border
+    m = blank(); m[-4:, 3:9] = True; masks.append(m)  # bottom border
+    m = blank(); m[20:30, 0:2] = True; masks.append(m)  # left border
+    m = blank(); m[5:45, -1:] = True; masks.append(m)  # right border, one column wide
+    m = blank(); m[0:height, 0:width] = True; masks.append(m)  # full frame
+    m = blank(); m[0, 0] = True; masks.append(m)  # 1 pixel, top-left corner
+    m = blank(); m[-1, -1] = True; masks.append(m)  # 1 pixel, bottom-right corner
+    m = blank(); m[17, 33] = True; masks.append(m)  # 1 pixel inside
+    yy, xx = np.ogrid[:height, :width]
+    m = (yy - 24) ** 2 + (xx - 32) ** 2 <= 15 ** 2; m &= (yy - 24) ** 2 + (xx - 32) ** 2 >= 6 ** 2
+    masks.append(m)  # ring with a hole
+    m = blank(); m[0, :] = True; m[:, 0] = True; m[-1, :] = True; m[:, -1] = True; masks.append(m)  # frame outline
+    masks.append(blank())  # empty
+    return masks
+
+
+def with_seq(parts: list[bytes], seq: int) -> list[bytes]:
+    """The same seg message with another seq (re-packs the header; masks untouched)."""
+    header = msgpack.unpackb(parts[1])
+    header["seq"] = seq
+    return [parts[0], msgpack.packb(header), *parts[2:]]
+
+
+def sync(pub: Publisher, sub: Subscriber, timeout_s: float = 5.0) -> None:
+    """Wait out the PUB/SUB slow joiner: publish a status on SYNC_STREAM until one arrives, then drain."""
+    status = {"state": "connected", "fps_in": 0.0, "fps_out": 0.0, "dropped": 0, "latency_ms": {}, "epoch": 0}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pub.publish_status(SYNC_STREAM, status)
+        message = sub.recv(20)
+        if message is not None and message.stream == SYNC_STREAM:
+            break
+        assert time.monotonic() < deadline, f"subscription to {pub.address} not in place after {timeout_s} s"
+    while sub.recv(50) is not None:
+        pass
