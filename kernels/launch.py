@@ -12,6 +12,9 @@ SUPPORTED_HEAD_DIMS = (16, 32, 64, 128, 256)
 # Every key split is a multiple of this many keys, so that it is a whole number of key blocks for
 # every autotune config (BLOCK_N <= 256) and split boundaries never fall inside a block.
 SPLIT_UNIT = 256
+# A split reads at least this many keys: its partial result (Nq x d fp32, written and read back) then
+# costs under ~10 % of the K/V bytes it saves from being idle SMs.
+MIN_SPLIT_KEYS = 2048
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ def choose_splits(row_programs: int, nk: int, unit: int, device_index: int | Non
 
     sms = torch.cuda.get_device_properties(device_index).multi_processor_count
     wanted = max(1, -(-2 * sms // max(row_programs, 1)))
-    return max(1, min(wanted, -(-nk // unit)))
+    return max(1, min(wanted, -(-nk // max(unit, MIN_SPLIT_KEYS))))
 
 
 def split_chunk(nk: int, splits: int, unit: int) -> tuple[int, int]:

@@ -2,8 +2,8 @@
 
 One program owns BLOCK_M query rows of one (batch, head) and one split of the keys; it never holds
 more than a BLOCK_M x BLOCK_N tile of scores. It writes the normalised output of its split and the
-base-2 log-sum-exp per row; with one split that is the final output, otherwise ``merge_splits``
-combines the partial results (they are Nq x d per split: tiny next to K and V).
+base-2 log-sum-exp per row; with one split that is the final output, otherwise ``_merge_kernel``
+combines the partial results (Nq x d fp32 per split, small next to the K and V they split).
 """
 from __future__ import annotations
 
@@ -86,6 +86,36 @@ def _fwd_kernel(Q, K, V, Bits, Empty, O, Lse,
     tl.store(Lse + ((split * tl.num_programs(1) + bh) * Nq) + offs_m, lse, mask=m_ok)
 
 
+@triton.jit
+def _merge_kernel(OP, LseP, O, Lse, s_ps, s_pb, s_ph, s_pm, s_pd, s_ob, s_oh, s_om, s_od, S, H, Nq,
+                  HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr):
+    """out = sum_s 2^(lse_s - lse) o_s with lse = log2 sum_s 2^lse_s, accumulated online over splits.
+    A split where a row saw no key has lse_s = -inf and weight 0."""
+    bh = tl.program_id(1)
+    b = bh // H
+    h = bh % H
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    m_ok = offs_m < Nq
+    m_i = tl.full([BLOCK_M], -1.0e30, dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+    for s in range(0, S):
+        lse_s = tl.load(LseP + (s * tl.num_programs(1) + bh) * Nq + offs_m, mask=m_ok, other=float("-inf"))
+        o_s = tl.load(OP + s * s_ps + b * s_pb + h * s_ph + offs_m[:, None] * s_pm + offs_d[None, :] * s_pd,
+                      mask=m_ok[:, None], other=0.0)
+        m_new = tl.maximum(m_i, lse_s)
+        alpha = tl.math.exp2(m_i - m_new)
+        w = tl.math.exp2(lse_s - m_new)
+        l_i = l_i * alpha + w
+        acc = acc * alpha[:, None] + w[:, None] * o_s
+        m_i = m_new
+    l_safe = tl.where(l_i > 0.0, l_i, 1.0)
+    tl.store(O + b * s_ob + h * s_oh + offs_m[:, None] * s_om + offs_d[None, :] * s_od,
+             (acc / l_safe[:, None]).to(O.dtype.element_ty), mask=m_ok[:, None])
+    tl.store(Lse + bh * Nq + offs_m, m_i + tl.math.log2(l_safe), mask=m_ok)
+
+
 _fwd_autotuned = triton.autotune(configs=autotune_configs(), key=["Nq", "Nk", "HEAD_DIM", "PRECISION"])(_fwd_kernel)
 
 
@@ -129,8 +159,10 @@ def attention_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bits: t
 
 def merge_splits(o_part: torch.Tensor, lse_part: torch.Tensor,
                  out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Combine per-split softmax results: weights 2^(lse_s - lse). Splits with no key have lse -inf."""
-    lse = torch.logsumexp(lse_part * (1.0 / LOG2E), dim=0) * LOG2E
-    weights = torch.exp2(lse_part - lse)
-    out.copy_((weights.unsqueeze(-1) * o_part).sum(0))
+    """Combine per-split results into ``out``; returns (out, lse). Partials are read once."""
+    S, B, H, Nq, D = o_part.shape
+    lse = torch.empty((B, H, Nq), dtype=torch.float32, device=out.device)
+    block_m = 32 if D <= 128 else 16
+    _merge_kernel[(triton.cdiv(Nq, block_m), B * H)](o_part, lse_part, out, lse, *o_part.stride(), *out.stride(),
+                                                      S, H, Nq, HEAD_DIM=D, BLOCK_M=block_m)
     return out, lse

@@ -258,3 +258,14 @@ def test_augmentation_moves_masks_with_pixels():
     assert out.masks.shape == (1, 3, 80, 120)
     assert torch.equal(out.masks[0, 0].nonzero().min(0).values, torch.tensor([20, 10]))
     assert int(out.masks[0, 0].sum()) == 4 * 15 * 15
+
+
+def test_data_synth_command_rejects_bad_arguments(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "streamseg", "data", "synth", "--out", str(tmp_path / "x"),
+                           "--videos", "0"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "streamseg: error: --videos must be >= 1"
+    assert not (tmp_path / "x").exists()

@@ -192,3 +192,21 @@ def test_stop_from_another_thread_sends_eos_on_every_stream(wire):
     assert {k: v.reason for k, v in eos.items()} == {"0": "stopped", "1": "stopped"}
     for k in ("0", "1"):
         assert segs[k] and eos[k].seq == segs[k][-1].seq
+
+
+def test_realtime_file_behaves_like_a_live_source(wire, tmp_path):
+    pub, sub = wire
+    path = tmp_path / "square.mp4"
+    write_square_mp4(path, 25, fps=25)  # one second of video
+    source = open_source(str(path), SourceOptions(realtime=True))
+    assert source.live is True  # paced: the reader never waits for inference
+    engine = Engine(BrightRegionSegmenter(delay_s=0.1), Vocabulary(names=["bright"]),
+                    [StreamSpec("0", source)], sink=pub, encoder=protocol)
+    report = engine.run()
+    segs, eos, _ = _drain(sub)
+    s = report.summaries[0]
+    assert s.frames_in == 25 and eos["0"].reason == "end"
+    assert s.frames < 25 and s.dropped > 0
+    assert s.frames + s.dropped == 25  # every frame read was either processed or counted as dropped
+    indices = [m.frame_index for m in segs["0"]]
+    assert indices == sorted(set(indices)) and len(indices) == s.frames

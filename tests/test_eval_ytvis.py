@@ -8,8 +8,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from streamseg.evaluation.ytvis import METRIC_NAMES, evaluate
-from tests.eval_helpers import make_gt, rect, result
+from streamseg.evaluation.ytvis import METRIC_NAMES, evaluate, tube_iou
+from tests.eval_helpers import make_gt, rect, result, tube
 
 H = W = 10
 SQ = rect(H, W, 0, 4, 0, 4)  # 16 px
@@ -173,6 +173,22 @@ def test_tube_area_is_mean_over_present_frames():
     gt = make_gt([(1, h, w, 3)], [(1, 1, [big, None, tiny])])
     stats = evaluate(gt, [result(1, 1, 0.9, [big, None, tiny])]).stats
     assert stats["APm"] == pytest.approx(1.0) and stats["APs"] == -1.0
+
+
+def test_tube_iou_equals_dense_computation():
+    # Random blobby tubes with absent frames, against plain numpy on dense masks:
+    # sum_t |d & g| / sum_t |d | g| (an absent frame is an empty mask), and for a crowd g
+    # sum_t |d & g| / sum_t |d|.
+    rng = np.random.default_rng(7)
+    for _ in range(30):
+        T_ = int(rng.integers(1, 6))
+        d = [None if rng.random() < 0.3 else rng.random((9, 11)) < 0.4 for _ in range(T_)]
+        g = [None if rng.random() < 0.3 else rng.random((9, 11)) < 0.4 for _ in range(T_)]
+        dd = np.stack([np.zeros((9, 11), bool) if m is None else m for m in d])
+        gg = np.stack([np.zeros((9, 11), bool) if m is None else m for m in g])
+        inter, union = (dd & gg).sum(), (dd | gg).sum()
+        assert tube_iou(tube(d), tube(g)) == pytest.approx(inter / union if union else 0.0, abs=1e-12)
+        assert tube_iou(tube(d), tube(g), crowd=True) == pytest.approx(inter / dd.sum() if dd.sum() else 0.0, abs=1e-12)
 
 
 def _coco_eval(gt, res) -> np.ndarray:

@@ -150,3 +150,23 @@ def test_several_streams_share_one_model_with_independent_states(seg, vocab, fra
     for x, y in zip(interleaved, alone):
         assert [(i.track_id, i.class_id, i.score) for i in x.instances] == \
                [(i.track_id, i.class_id, i.score) for i in y.instances]
+
+
+@pytest.mark.slow
+def test_state_size_constant_and_memory_bounded_over_2000_real_steps(vocab):
+    seg = build_segmenter(tiny_config("model.input_short_side=32", "model.input_max_long_side=64"))
+    m = seg.config.tracker.memory_length
+    frames = scene_frames(50, width=64, height=48)
+    state = seg.init_state(vocab)
+    sizes, highest = set(), 0
+    for i in range(2000):
+        frame = frames[i % len(frames)]
+        tracks = seg.step(state, frame)
+        assert int(state.model_state.memory_len.max()) <= m
+        assert len(state.model_state.window) <= seg.config.model.taxonomy_window
+        ids = [inst.track_id for inst in tracks.instances]
+        assert all(t > 0 for t in ids) and len(set(ids)) == len(ids)
+        highest = max([highest, *ids])
+        sizes.add(_tensor_bytes(state))
+    assert len(sizes) == 1
+    assert state.tracks.next_id > highest

@@ -240,6 +240,7 @@ class Engine:
         source = st.spec.source
         live = bool(getattr(source, "live", True))
         reason = EOS_END
+        frames = None
         try:
             frames = source.frames()
             while not self._stop.is_set() and not st.slot.closed:
@@ -263,6 +264,11 @@ class Engine:
         except Exception as exc:  # a bug in a source must not take the other streams down
             reason, st.error = EOS_ERROR, f"{type(exc).__name__}: {exc}"
         finally:
+            if frames is not None and hasattr(frames, "close"):
+                try:
+                    frames.close()  # run the source generator's own clean-up (files, pipelines)
+                except Exception:
+                    pass
             st.end_reason = EOS_STOPPED if self._stop.is_set() and reason == EOS_END else reason
             st.slot.close()
 
@@ -275,7 +281,8 @@ class Engine:
             state = str(getattr(st.spec.source, "state", "connected"))
         return StreamStatus(
             stream=st.spec.stream_id, source=str(getattr(st.spec.source, "uri", "")), state=state,
-            epoch=st.epoch, fps_in=st.rate_in.rate(now), fps_out=st.rate_out.rate(now),
+            epoch=max(st.epoch, int(getattr(st.spec.source, "epoch", 0))),  # reconnects show at once
+            fps_in=st.rate_in.rate(now), fps_out=st.rate_out.rate(now),
             frames_in=st.frames_in, frames_out=st.frames_out, dropped=st.slot.dropped,
             send_dropped=int(self.sink.dropped), latency_ms=st.timings.percentiles(recent=True),
             error=st.error)

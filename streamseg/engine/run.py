@@ -5,7 +5,6 @@ Kept apart from ``commands.py`` so the CLI parser stays import-light (no numpy/z
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 from streamseg.config import Config, load_config
 from streamseg.engine.pipeline import Engine, StreamSpec
 from streamseg.engine.status import StreamStatus, summary_text, terminal_line
-from streamseg.errors import ConfigError, StreamsegError
+from streamseg.errors import ConfigError
 from streamseg.interface import Vocabulary
 
 
@@ -22,7 +21,6 @@ def run_command(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     _apply_flags(cfg, args)
     stream_ids = _stream_ids(args.source, args.stream_id)
-    segmenter, vocabulary = _build_segmenter(cfg, args)
 
     from streamseg.sources import open_source
     from streamseg.sources.base import SourceOptions
@@ -33,10 +31,11 @@ def run_command(args: argparse.Namespace) -> int:
                             reconnect_max_s=e.reconnect_max_s)
     record_paths = _record_paths(args.record, stream_ids)
     specs: list[StreamSpec] = []
-    try:
+    try:  # sources first: a wrong URI fails in milliseconds, before a model is built
         for sid, uri in zip(stream_ids, args.source):
             specs.append(StreamSpec(stream_id=sid, source=open_source(uri, options),
                                     record_path=record_paths.get(sid)))
+        segmenter, vocabulary = _build_segmenter(cfg, args)
         sink = _open_sink(e.publish, e.send_hwm, e.linger_ms)
     except BaseException:
         for spec in specs:
@@ -50,7 +49,13 @@ def run_command(args: argparse.Namespace) -> int:
                     max_frames=args.max_frames, duration_s=args.duration,
                     on_status=_status_printer() if show_line else None,
                     recorder_factory=_recorder_factory(e, specs))
-    previous = {sig: signal.signal(sig, lambda *_: engine.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_signal(signum, _frame) -> None:
+        if engine.stopping:  # a second signal: the user insists (e.g. a long model step)
+            raise KeyboardInterrupt
+        engine.stop()  # the loop sees it within ~50 ms: EOS on every stream, MP4 finalised
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         report = engine.run()
     finally:
@@ -162,7 +167,3 @@ def _status_printer():
 
     return show
 
-
-def summary_json(report) -> str:
-    return json.dumps({"streams": [s.to_dict() for s in report.summaries],
-                       "send_dropped": report.send_dropped, "errors": report.errors})

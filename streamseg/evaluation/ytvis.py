@@ -72,7 +72,12 @@ def _mean_nonzero(areas: list[float | None]) -> float:
     return float(np.mean(present)) if present else 0.0
 
 
-def tube_iou(d: _Tube, g: _Tube) -> float:
+def tube_iou(d: list[Rle | None], g: list[Rle | None], crowd: bool = False) -> float:
+    """Tube IoU of two per-frame RLE lists (None = absent); ``crowd``: g is a crowd region."""
+    return _tube_iou(_Tube(d, _areas(d), 0.0), _Tube(g, _areas(g), 0.0, crowd=crowd))
+
+
+def _tube_iou(d: _Tube, g: _Tube) -> float:
     """Tube IoU over all frames; for a crowd ground truth the union is the detection's area."""
     inter = union = 0.0
     for t, (ds, gs) in enumerate(zip(d.segs, g.segs)):
@@ -143,7 +148,7 @@ def _iou_matrix(gts: list[_Tube], dts: list[_Tube]) -> np.ndarray:
     ious = np.zeros((len(dts), len(gts)))
     for i, d in enumerate(dts):
         for j, g in enumerate(gts):
-            ious[i, j] = tube_iou(d, g)
+            ious[i, j] = _tube_iou(d, g)
     return ious
 
 

@@ -5,6 +5,7 @@ clips, far too small for batch statistics, and the ImageNet statistics are what 
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -43,6 +44,29 @@ class Backbone(nn.Module):
             x = stage(x)
             feats.append(x)
         return feats
+
+
+def fuse_frozen_batchnorm(backbone: Backbone) -> Backbone:
+    """An inference copy of ``backbone`` with every FrozenBatchNorm2d that follows a Conv2d folded
+    into that conv's weight and bias (and replaced by Identity): a frozen BN is an affine map per
+    channel, so folding is exact and removes ~a third of MobileNetV2's CPU time. The copy has
+    other state_dict keys: it is never saved, only rebuilt from the real backbone."""
+    with torch.inference_mode(False), torch.no_grad():
+        fused = copy.deepcopy(backbone)
+        for module in fused.modules():
+            children = list(module.named_children())
+            for (_, conv), (bn_name, bn) in zip(children, children[1:]):
+                if isinstance(conv, nn.Conv2d) and isinstance(bn, misc.FrozenBatchNorm2d):
+                    scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
+                    bias = bn.bias - bn.running_mean * scale
+                    if conv.bias is not None:
+                        bias = bias + conv.bias * scale
+                    conv.weight = nn.Parameter(conv.weight * scale[:, None, None, None],
+                                               requires_grad=False)
+                    conv.bias = nn.Parameter(bias, requires_grad=False)
+                    setattr(module, bn_name, nn.Identity())
+        fused.requires_grad_(False)
+        return fused.to(memory_format=torch.channels_last)
 
 
 def mobilenet_v2_weights_path() -> Path:

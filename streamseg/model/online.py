@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from streamseg.model.backbone import build_backbone
+from streamseg.model.backbone import Backbone, build_backbone, fuse_frozen_batchnorm
 from streamseg.model.config import ModelConfig
 from streamseg.model.masked_decoder import MaskedDecoder
 from streamseg.model.memory import MemoryReader, push_memory
@@ -59,6 +59,23 @@ class StepOutput:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+class _FusedBackboneCache:
+    """The BN-folded inference copy of the backbone, with the identity (storage, version) of the
+    weights it was built from; a plain object, so it is not part of the module's state_dict."""
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.module: Backbone | None = None
+
+    def get(self, backbone: Backbone) -> Backbone:
+        tensors = [*backbone.parameters(), *backbone.buffers()]
+        key = tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
+        if key != self.key or self.module is None:
+            self.module = fuse_frozen_batchnorm(backbone)
+            self.key = key
+        return self.module
+
+
 class OnlineVIS(nn.Module):
     def __init__(self, cfg: ModelConfig, memory_length: int | None = None) -> None:
         """memory_length overrides cfg.memory_length (the segmenter passes tracker.memory_length)."""
@@ -68,6 +85,7 @@ class OnlineVIS(nn.Module):
         self.memory_length = memory_length or cfg.memory_length
         self.backbone = build_backbone(cfg.backbone, cfg.pretrained)
         self.backbone.to(memory_format=torch.channels_last)
+        self._fused_backbone = _FusedBackboneCache()  # rebuilt when the weights change
         self.pixel_decoder = build_pixel_decoder(
             cfg.pixel_decoder, self.backbone.channels, dim, mask_dim, cfg.enc_layers, cfg.enc_heads,
             cfg.enc_points, cfg.enc_ffn_dim, cfg.dropout)
@@ -142,7 +160,7 @@ class OnlineVIS(nn.Module):
             timings["preprocess"] = (t1 - t0) * 1e3
             t0 = t1
         text_emb = text_emb.to(device=images.device, dtype=self.query_feat.weight.dtype)
-        feats = self.backbone(images)
+        feats = self._backbone_for_step()(images)
         t1 = time.perf_counter()
         timings["backbone"] = (t1 - t0) * 1e3
         pixels = self.pixel_decoder(feats)
@@ -169,6 +187,12 @@ class OnlineVIS(nn.Module):
                           taxo_logits=out.taxo_logits, tcm_scores=state.tcm_scores,
                           query_embed=out.queries, image_size=(images.shape[2], images.shape[3]),
                           timings_ms=timings)
+
+    def _backbone_for_step(self) -> nn.Module:
+        """With gradients off and in eval mode, run the BN-folded copy (identical outputs)."""
+        if self.training or torch.is_grad_enabled():
+            return self.backbone
+        return self._fused_backbone.get(self.backbone)
 
     def _update_taxonomy(self, state: StepState, coarse: torch.Tensor, text_emb: torch.Tensor) -> None:
         """Buffer this frame's stride-32 features; run TCM when the window of W frames completes,

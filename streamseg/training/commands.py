@@ -28,6 +28,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", default=None, metavar="CKPT",
                    help="continue from a checkpoint written by train (step_*.pt or last.pt)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch CPU threads per process (1 is fastest on a busy machine)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.lr=3e-4 (repeatable)")
@@ -55,11 +57,14 @@ def _train(args: argparse.Namespace) -> int:
     result = run_training(
         config_path=args.config, overrides=args.set, data=args.data, ratios=_parse_ratios(args.ratios),
         out=args.out, steps=args.steps, resume=args.resume, device=args.device,
-        progress=not args.no_progress,
+        progress=not args.no_progress, threads=args.threads,
     )
     if result is not None:
         first = f"{result.first_loss:.4f}" if result.first_loss is not None else "-"
         last = f"{result.last_loss:.4f}" if result.last_loss is not None else "-"
         print(f"trained {result.step} steps in {result.seconds:.1f} s; loss {first} -> {last}; "
               f"model {result.checkpoint}; log {result.log}", file=sys.stderr)
+        if not result.ranks_in_sync:
+            print("streamseg: error: the DDP ranks ended with different weights", file=sys.stderr)
+            return 1
     return 0

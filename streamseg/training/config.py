@@ -23,8 +23,18 @@ class TrainConfig:
     # Data: videos per step per process, frames per clip decoded online.
     batch: int = 2
     clip_frames: int = 3
-    datasets: list[str] = field(default_factory=list)  # dataset folders (`--data` replaces them)
-    ratios: list[float] = field(default_factory=list)  # sampling ratio per dataset; empty = equal
+    datasets: list[str] = field(default_factory=list)  # dataset folders/JSONs (`--data` replaces them)
+    ratios: list[float] = field(default_factory=list)  # per dataset; empty = equal (1:1:0.75 for three)
+    alias_file: str | None = None  # YAML "canonical: [alias, ...]" merging synonyms across datasets
+    max_stride: int = 3  # frames of a clip are 1..max_stride video frames apart (random per clip)
+    # Augmentation, one draw per clip: resize the short side to short_side (0 = the model's
+    # input_short_side) times a scale jitter, flip, then a random crop of crop = [h, w]
+    # (empty = short_side x 1.5 short_side, rounded to 32) so the clips of a batch stack.
+    short_side: int = 0
+    scale_min: float = 0.8
+    scale_max: float = 1.2
+    flip_prob: float = 0.5
+    crop: list[int] = field(default_factory=list)
     # Bookkeeping.
     checkpoint_every: int = 500
     keep_checkpoints: int = 3  # older periodic checkpoints are deleted (0 = keep all)
@@ -57,6 +67,12 @@ class TrainConfig:
         require(not self.ratios or all(r > 0 for r in self.ratios), "ratios must be > 0")
         require(not (self.ratios and self.datasets) or len(self.ratios) == len(self.datasets),
                 "ratios must have one entry per dataset")
+        require(self.max_stride >= 1, "max_stride must be >= 1")
+        require(self.short_side >= 0, "short_side must be >= 0")
+        require(0 < self.scale_min <= self.scale_max, "scale_min must be > 0 and <= scale_max")
+        require(0 <= self.flip_prob <= 1, "flip_prob must be in [0, 1]")
+        require(not self.crop or (len(self.crop) == 2 and min(self.crop) >= 32),
+                "crop must be [height, width], each >= 32")
         require(self.checkpoint_every >= 1, "checkpoint_every must be >= 1")
         require(self.keep_checkpoints >= 0, "keep_checkpoints must be >= 0")
         require(self.log_every >= 1, "log_every must be >= 1")

@@ -204,7 +204,6 @@ def dataset_to_json(ds: YtvisDataset) -> dict[str, Any]:
                 "video_id": a.video_id,
                 "category_id": a.category_id,
                 "iscrowd": int(a.iscrowd),
-                "length": 1,
                 "segmentations": [rle_to_json(r) for r in a.segmentations],
                 "areas": areas,
                 "bboxes": boxes,

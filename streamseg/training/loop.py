@@ -39,7 +39,7 @@ LOSS_KEYS = ("total", "cls", "mask", "dice", "taxo", "tcm")
 class ClipBatch:
     """``batch`` clips of ``T`` frames, ready for forward_clip, with their ground truth."""
 
-    images: torch.Tensor  # (T, B, H, W, 3) uint8 RGB
+    images: torch.Tensor  # (T, B, 3, H, W) or (T, B, H, W, 3) uint8 RGB
     targets: list[list[FrameTargets]]  # [t][b]; labels index the unified vocabulary
     class_mask: torch.Tensor | None = None  # (B, K) bool: classes annotated in each clip's dataset
 
@@ -61,6 +61,7 @@ class TrainResult:
     seconds: float
     first_loss: float | None
     last_loss: float | None
+    ranks_in_sync: bool = True  # every DDP rank ended with bitwise identical weights
 
 
 def criterion_from_config(cfg: Any) -> VideoCriterion:
@@ -188,7 +189,31 @@ class Trainer:
         self.save(self.out / "last.pt", with_state=True)
         final = self.out / "model.pt"
         self.save(final, with_state=False)
-        return TrainResult(self.step, final, log_path, time.perf_counter() - t_start, first_loss, last_loss)
+        seconds = time.perf_counter() - t_start
+        summary = self._end_summary(start_step, seconds)
+        if self.info.is_main:
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps(summary) + "\n")
+        return TrainResult(self.step, final, log_path, seconds, first_loss, last_loss,
+                           bool(summary["ranks_in_sync"]))
+
+    def _end_summary(self, start_step: int, seconds: float) -> dict[str, Any]:
+        """The run's last log record: steps done by every rank and whether their weights are
+        bitwise identical (DDP must keep them so; a mismatch means a desynchronised run)."""
+        steps = torch.tensor([self.step - start_step], dtype=torch.long, device=self.info.device)
+        flat = torch.cat([p.detach().flatten().float() for p in self.model.parameters()])
+        in_sync = True
+        rank_steps = [int(steps.item())]
+        if self.info.distributed:
+            parts = [torch.empty_like(steps) for _ in range(self.info.world_size)]
+            dist.all_gather(parts, steps)
+            rank_steps = [int(x.item()) for x in parts]
+            high, low = flat.clone(), flat.clone()
+            dist.all_reduce(high, op=dist.ReduceOp.MAX)
+            dist.all_reduce(low, op=dist.ReduceOp.MIN)
+            in_sync = bool(torch.equal(high, low))
+        return {"event": "end", "step": self.step, "world_size": self.info.world_size,
+                "rank_steps": rank_steps, "ranks_in_sync": in_sync, "seconds": round(seconds, 2)}
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: Path, with_state: bool) -> None:

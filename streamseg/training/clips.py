@@ -1,0 +1,101 @@
+"""Batches of training clips from the jointly trained datasets (adapts the data pipeline to the loop).
+
+Each step draws its datasets by the sampler's ratios and its clips from those datasets with the
+step's own generator, so a batch is a pure function of (seed, rank, step): DDP ranks draw
+different clips without talking to each other, and --resume replays exactly.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from streamseg.errors import ConfigError
+from streamseg.training.augment import ClipAugment
+from streamseg.training.datasets import Clip, YtvisClipDataset
+from streamseg.training.datasets_ytvis import load_ytvis, resolve_annotations
+from streamseg.training.loop import ClipBatch
+from streamseg.training.losses import FrameTargets
+from streamseg.training.sampler import MultiDatasetSampler, default_ratios
+from streamseg.training.taxonomy import taxonomy_of
+
+
+def crop_size(cfg: Any) -> tuple[int, tuple[int, int]]:
+    """(short side, (crop h, crop w)) of the training clips for a Config."""
+    t = cfg.train
+    short = t.short_side or cfg.model.input_short_side
+    if t.crop:
+        return short, (int(t.crop[0]), int(t.crop[1]))
+    return short, (short, max(32, int(round(1.5 * short / 32)) * 32))
+
+
+class DatasetClips:
+    """The ClipProvider of `streamseg train`: YouTube-VIS datasets, unified taxonomy, ratios."""
+
+    def __init__(self, paths: Sequence[str | Path], cfg: Any, ratios: Sequence[float] | None = None) -> None:
+        if not paths:
+            raise ConfigError("no training data: pass --data DIR (or set train.datasets)")
+        if ratios is not None and len(ratios) != len(paths):
+            raise ConfigError(f"--ratios has {len(ratios)} values for {len(paths)} datasets")
+        files = [resolve_annotations(p, "train.json") for p in paths]
+        loaded = {f"{i}:{f.parent.name}/{f.stem}": load_ytvis(f) for i, f in enumerate(files)}
+        self.taxonomy = taxonomy_of(loaded, cfg.train.alias_file)
+        self.names = list(self.taxonomy.names)
+        short, crop = crop_size(cfg)
+        augment = ClipAugment(short_side=short, scale_range=(cfg.train.scale_min, cfg.train.scale_max),
+                              flip_prob=cfg.train.flip_prob, crop=crop)
+        self.datasets = [
+            YtvisClipDataset(ds, num_frames=cfg.train.clip_frames, max_stride=cfg.train.max_stride,
+                             seed=cfg.train.seed, transform=augment, unified_map=self.taxonomy.maps[name],
+                             name=name, image_root=_image_root(files[i]))
+            for i, (name, ds) in enumerate(loaded.items())
+        ]
+        for ds in self.datasets:
+            if len(ds) == 0:
+                raise ConfigError(f"dataset {ds.name} has no videos")
+        self.ratios = tuple(ratios) if ratios else default_ratios(len(self.datasets))
+        self.sampler = MultiDatasetSampler([len(d) for d in self.datasets], self.ratios, seed=cfg.train.seed,
+                                           rank=0, world_size=1)
+        self.class_masks = []
+        for ds in self.datasets:
+            m = torch.zeros(len(self.names), dtype=torch.bool)
+            m[list(self.taxonomy.maps[ds.name].values())] = True
+            self.class_masks.append(m)
+
+    def describe(self) -> list[str]:
+        return [f"{ds.name}: {len(ds)} videos, classes {', '.join(ds.category_names)}, ratio {r:g}"
+                for ds, r in zip(self.datasets, self.ratios)]
+
+    def sample(self, rng: np.random.Generator, batch: int, clip_frames: int) -> ClipBatch:
+        clips: list[Clip] = []
+        masks = []
+        for index in self.sampler.draw(rng, batch):
+            d = self.sampler.dataset_of(int(index))
+            local = int(index - self.sampler.offsets[d])
+            clips.append(self.datasets[d].sample_clip(local, rng, num_frames=clip_frames))
+            masks.append(self.class_masks[d])
+        return clips_to_batch(clips, torch.stack(masks))
+
+
+def clips_to_batch(clips: Sequence[Clip], class_mask: torch.Tensor | None = None) -> ClipBatch:
+    """Stack same-size clips into (T, B, 3, H, W) and per-frame targets in unified class ids."""
+    sizes = {tuple(c.images.shape) for c in clips}
+    if len(sizes) != 1:
+        raise ConfigError(f"clips of one batch must have one size, got {sorted(sizes)} (set train.crop)")
+    images = torch.stack([c.images for c in clips], dim=1)
+    targets = []
+    for t in range(images.shape[0]):
+        frame = []
+        for c in clips:
+            keep = c.present[:, t]
+            frame.append(FrameTargets(labels=c.unified_ids[keep], masks=c.masks[keep, t], ids=c.instance_ids[keep]))
+        targets.append(frame)
+    return ClipBatch(images=images, targets=targets, class_mask=class_mask)
+
+
+def _image_root(annotation_file: Path) -> Path:
+    from streamseg.training.datasets_ytvis import image_root_for
+
+    return image_root_for(annotation_file)

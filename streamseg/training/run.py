@@ -1,0 +1,77 @@
+"""`streamseg train` end to end: config, process group, data, vocabulary, trainer, clean shutdown."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from streamseg.errors import ConfigError
+from streamseg.training.loop import TrainResult
+
+
+def run_training(
+    config_path: str,
+    overrides: Sequence[str] = (),
+    data: Sequence[str] | None = None,
+    ratios: Sequence[float] | None = None,
+    out: str | None = None,
+    steps: int | None = None,
+    resume: str | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    threads: int | None = None,
+) -> TrainResult | None:
+    """Train as the CLI asks; returns the result on rank 0 (None on the other ranks)."""
+    from streamseg.config import load_config
+    from streamseg.model.vocabulary import build_vocabulary, check_vocabulary
+    from streamseg.model.text_encoders import encoder_id_for_spec
+    from streamseg.training.clips import DatasetClips
+    from streamseg.training.distributed import barrier, init_distributed, shutdown
+    from streamseg.training.loop import Trainer
+
+    import torch
+
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError("--threads must be >= 1")
+        torch.set_num_threads(threads)
+    overrides = list(overrides)
+    if steps is not None:
+        if steps < 1:
+            raise ConfigError("--steps must be >= 1")
+        overrides.append(f"train.steps={steps}")
+    cfg = load_config(config_path, overrides)
+    paths = list(data) if data else list(cfg.train.datasets)
+    if ratios is None and cfg.train.ratios:
+        ratios = list(cfg.train.ratios)
+    out_dir = Path(out) if out else Path("runs") / Path(config_path).stem
+    if resume is not None and not Path(resume).is_file():
+        raise ConfigError(f"--resume checkpoint not found: {resume}")
+
+    info = init_distributed(device)
+    try:
+        provider = DatasetClips(paths, cfg, ratios)
+        # Rank 0 embeds the vocabulary first so the others read it from the cache.
+        if not info.is_main:
+            barrier(info)
+        voc = cfg.vocabulary
+        vocabulary = build_vocabulary(provider.names, voc.encoder, voc.templates, use_cache=voc.cache)
+        check_vocabulary(vocabulary, encoder_id_for_spec(voc.encoder), cfg.model.text_dim)
+        if info.is_main:
+            barrier(info)
+            for line in provider.describe():
+                print(f"train: {line}", file=sys.stderr)
+            print(f"train: unified taxonomy ({len(provider.names)}): {', '.join(provider.names)}; "
+                  f"{info.world_size} process(es) on {info.device}; output {out_dir}", file=sys.stderr)
+        trainer = Trainer(cfg, provider, vocabulary, out_dir, info, progress=progress)
+        if resume is not None:
+            trainer.resume(resume)
+            if info.is_main:
+                print(f"train: resumed from {resume} at step {trainer.step}", file=sys.stderr)
+        if trainer.step >= cfg.train.steps:
+            raise ConfigError(f"nothing to do: the checkpoint is at step {trainer.step} and train.steps is "
+                              f"{cfg.train.steps} (raise --steps)")
+        result = trainer.run(cfg.train.steps)
+        return result if info.is_main else None
+    finally:
+        shutdown(info)

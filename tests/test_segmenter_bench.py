@@ -1,0 +1,32 @@
+"""`streamseg bench model` end to end on the tiny config (figures are printed, never asserted)."""
+import json
+
+from segmenter_helpers import TINY_CONFIG, random_vocabulary
+
+from streamseg.cli import main
+from streamseg.model.vocabulary import save_vocabulary
+
+
+def test_bench_model_json_report(tmp_path, capsys):
+    save_vocabulary(tmp_path / "v.pt", random_vocabulary())
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY_CONFIG.read_text() + "\nvocabulary:\n  file: v.pt\n")
+    code = main(["bench", "model", "--config", str(cfg), "--frames", "2", "--sizes", "96x64,64x48",
+                 "--soak", "3", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert list(report["sizes"]) == ["96x64", "64x48"]
+    for size in report["sizes"].values():
+        assert size["frames"] == 2 and size["fps"] > 0
+        assert {"backbone", "pixel_decoder", "tcm", "decoder", "tracker", "postprocess",
+                "total"} <= set(size["ms_median"])
+    assert report["sizes"]["96x64"]["inference_size"] == [64, 96]  # short side 64, multiple of 32
+    assert report["vocabulary"] == {"names": 5, "encoder": "minilm:all-MiniLM-L6-v2"}
+    assert report["memory"]["ru_maxrss_mb"] > 0
+    assert list(report["soak"]["rss_mb"]) == ["3"] and report["soak"]["frames"] == 3
+    assert report["params_m"]["total"] > report["params_m"]["backbone"] > 0
+
+
+def test_bench_model_rejects_bad_sizes(capsys):
+    assert main(["bench", "model", "--config", str(TINY_CONFIG), "--sizes", "640by360"]) == 2
+    assert "--sizes: '640by360' is not WIDTHxHEIGHT" in capsys.readouterr().err
