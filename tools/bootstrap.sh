@@ -30,6 +30,7 @@ if [ ! -f "$venv/.complete" ]; then
   touch "$venv/.complete"
 fi
 ln -sfn "$venv" .venv
-if ! .venv/bin/python -c "import streamseg, sys; sys.exit(0 if streamseg.__file__.startswith('$root/') else 1)" 2>/dev/null; then
+# Run the check from / so that the cwd does not shadow the installed package.
+if [ ! -x .venv/bin/streamseg ] || ! (cd / && "$root/.venv/bin/python" -c "import streamseg, sys; sys.exit(0 if streamseg.__file__.startswith('$root/') else 1)") 2>/dev/null; then
   .venv/bin/pip install -q --no-deps --no-build-isolation -e .
 fi

@@ -5,7 +5,8 @@ of frames, so scene rendering does not compete with the engine for the CPU; the 
 as a file-like source (every frame processed) through the GroundTruthSegmenter test double, a real
 ZeroMQ Publisher on loopback and a real subscriber draining it. "overhead" is all the
 inference loop spends on a frame except ``segmenter.step``: slot hand-off, RLE encoding, msgpack,
-the send, timing bookkeeping and status messages. Target: p50 <= 3 ms. The subscriber runs in its
+the send, timing bookkeeping and status messages, as wall time and as the inference thread's CPU
+time (on a contended machine the wall time also holds waits for a core). Target: p50 <= 3 ms. The subscriber runs in its
 own process, as real consumers do, so it does not compete for this process's GIL.
 """
 from __future__ import annotations
@@ -124,8 +125,9 @@ def run_bench(frames: int, width: int, height: int, instances: int) -> dict:
         "width": width, "height": height, "instances_target": instances,
         "instances_mean": round(mean_instances, 2), "frames": summary.frames,
         "seconds": round(seconds, 3), "fps": round(summary.frames / seconds, 1),
-        "overhead_ms": lat.get("overhead"), "target_overhead_p50_ms": 3.0,
-        "stages_ms": {k: v for k, v in lat.items() if k != "overhead"},
+        "overhead_ms": lat.get("overhead"), "overhead_cpu_ms": lat.get("overhead_cpu"),
+        "target_overhead_p50_ms": 3.0,
+        "stages_ms": {k: v for k, v in lat.items() if k not in ("overhead", "overhead_cpu")},
         "bytes_per_message": round(summary.bytes_per_message, 1),
         "received_messages": counts["messages"],
         "received_bytes_per_message": round(counts["bytes"] / counts["messages"], 1) if counts["messages"] else None,
@@ -143,8 +145,10 @@ def main(args: argparse.Namespace) -> int:
           f"({result['received_messages']} received by a loopback subscriber)")
     for stage, p in result["stages_ms"].items():
         print(f"  {stage:<20} p50 {p['p50']:7.3f} ms   p95 {p['p95']:7.3f} ms")
-    o = result["overhead_ms"]
+    o, c = result["overhead_ms"], result["overhead_cpu_ms"]
     verdict = "meets" if o["p50"] <= 3.0 else "misses"
-    print(f"  engine overhead/frame p50 {o['p50']:.3f} ms  p95 {o['p95']:.3f} ms  "
+    print(f"  engine overhead/frame  wall p50 {o['p50']:.3f} ms  p95 {o['p95']:.3f} ms  "
           f"({verdict} the 3 ms p50 target)")
+    print(f"                         CPU  p50 {c['p50']:.3f} ms  p95 {c['p95']:.3f} ms  "
+          "(the inference thread's own CPU time: wall minus waiting for a core)")
     return 0

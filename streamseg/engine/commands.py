@@ -20,7 +20,8 @@ stage timings (status messages every 1/engine.status_hz s, and the summary; p50/
   encode, publish     protocol-v1 encoding (crop RLE + msgpack) and the non-blocking send
   capture_to_publish  from the frame's capture stamp to the message being sent
   record              queueing the frame for the overlay writer (--record)
-  overhead            everything the engine spends on a frame except Segmenter.step
+  overhead            everything the engine spends on a frame except Segmenter.step (wall time)
+  overhead_cpu        the same in CPU time of the inference thread (excludes waiting for a CPU)
   segmenter.<name>    component times the segmenter reports itself (Tracks.timings_ms)
 
 sources (URI forms):

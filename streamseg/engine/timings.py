@@ -14,7 +14,7 @@ import numpy as np
 
 # Stage order used by status lines and summaries; segmenter-reported stages are appended after.
 STAGES = ("decode", "slot_wait", "preprocess", "segment", "postprocess", "encode", "publish",
-          "capture_to_publish", "record", "overhead")
+          "capture_to_publish", "record", "overhead", "overhead_cpu")
 
 
 class StageTimings:
