@@ -176,7 +176,8 @@ def test_streams_are_served_round_robin_and_status_carries_stage_latencies(wire)
     assert {s.stream for s in statuses} == {"a", "b"}
     last = [s for s in statuses if s.stream == "a"][-1]
     assert last.state == "ended"
-    for stage in ("decode", "slot_wait", "segment", "encode", "publish", "capture_to_publish", "overhead"):
+    for stage in ("decode", "slot_wait", "segment", "encode", "publish", "capture_to_publish",
+                  "overhead", "overhead_cpu"):
         assert 0 <= last.latency_ms[stage]["p50"] <= last.latency_ms[stage]["p95"], stage
 
 

@@ -24,7 +24,8 @@ class SceneClips:
         self.frame_step = frame_step
 
     def sample(self, rng: np.random.Generator, batch: int, clip_frames: int) -> ClipBatch:
-        picks = [self.clips[int(i)] for i in rng.integers(0, len(self.clips), size=batch)]
+        order = np.concatenate([rng.permutation(len(self.clips)) for _ in range(-(-batch // len(self.clips)))])
+        picks = [self.clips[int(i)] for i in order[:batch]]  # every clip once per batch when batch = len
         images = []
         targets: list[list[FrameTargets]] = []
         for t in range(clip_frames):
@@ -43,3 +44,32 @@ class SceneClips:
             images.append(torch.stack(frame_imgs))
             targets.append(frame_tgts)
         return ClipBatch(images=torch.stack(images), targets=targets)
+
+
+class one_torch_thread:
+    """Run a block with one torch thread, then restore: on a busy 2-core machine OpenMP threads
+    spin against each other and a tiny training step gets ~20x slower."""
+
+    def __enter__(self) -> "one_torch_thread":
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        torch.set_num_threads(self.before)
+
+
+def write_tiny_synth(out) -> None:
+    """A tiny synthetic YouTube-VIS dataset (3 training videos, 1 held out) for CLI runs."""
+    from streamseg.training.synth_dataset import SynthSpec, write_synthetic
+
+    write_synthetic(SynthSpec(out=str(out), videos=3, val_videos=1, frames=6, width=96, height=64, instances=2))
+
+
+def random_vocabulary(names: list[str], dim: int = 384, seed: int = 0):
+    """A Vocabulary with fixed random unit embeddings (no text encoder needed)."""
+    from streamseg.interface import Vocabulary
+
+    emb = np.random.default_rng(seed).standard_normal((len(names), dim)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    return Vocabulary(list(names), emb, "test:random")

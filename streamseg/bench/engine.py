@@ -3,11 +3,11 @@
 The synthetic scene (default 1280x720, 10 instances) is rendered ahead of time into a small pool
 of frames, so scene rendering does not compete with the engine for the CPU; the pool is replayed
 as a file-like source (every frame processed) through the GroundTruthSegmenter test double, a real
-ZeroMQ Publisher on loopback and a real subscriber draining it. "overhead" is all the
-inference loop spends on a frame except ``segmenter.step``: slot hand-off, RLE encoding, msgpack,
-the send, timing bookkeeping and status messages, as wall time and as the inference thread's CPU
-time (on a contended machine the wall time also holds waits for a core). Target: p50 <= 3 ms. The subscriber runs in its
-own process, as real consumers do, so it does not compete for this process's GIL.
+ZeroMQ Publisher on loopback and a real subscriber draining it in its own process (as real
+consumers do, so it does not compete for this process's GIL). "overhead" is all the inference loop
+spends on a frame except ``segmenter.step``: slot hand-off, RLE encoding, msgpack, the send, timing
+bookkeeping and status messages, as wall time and as the inference thread's CPU time (on a
+contended machine the wall time also holds waits for a core). Target: p50 <= 3 ms.
 """
 from __future__ import annotations
 

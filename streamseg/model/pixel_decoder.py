@@ -91,25 +91,30 @@ def _reference_points(h: int, w: int, device: torch.device, dtype: torch.dtype) 
 
 class FPNPixelDecoder(nn.Module):
     """Light top-down FPN for the CPU config: 1x1 laterals, nearest upsampling, depthwise-separable
-    3x3 output convs (a dense 3x3 at stride 4 alone would cost ~1 GMAC at 448x256)."""
+    3x3 smoothing at strides 16 and 8. The stride-4 step is only lateral + upsample + add + ReLU +
+    1x1 projection: at 448x256 every op there touches ~1M values, and a dense 3x3 conv would cost
+    ~1 GMAC, more than the rest of the decoder."""
 
     def __init__(self, in_channels: tuple[int, int, int, int], dim: int, mask_dim: int) -> None:
         super().__init__()
-        self.lateral = nn.ModuleList(_conv_gn(c, dim, 1) for c in in_channels)  # c2..c5
+        self.lateral = nn.ModuleList(_conv_gn(c, dim, 1) for c in in_channels[1:])  # c3..c5
         self.smooth = nn.ModuleList(
             nn.Sequential(_conv_gn(dim, dim, 3, groups=dim), _conv_gn(dim, dim, 1, act=True))
-            for _ in range(3))  # strides 16, 8, 4 (c5 output is its lateral)
+            for _ in range(2))  # strides 16, 8 (the stride-32 output is its lateral)
+        self.lateral4 = nn.Conv2d(in_channels[0], dim, 1)
         self.mask_proj = nn.Conv2d(dim, mask_dim, 1)
 
     def forward(self, feats: list[torch.Tensor]) -> PixelFeatures:
-        lats = [lat(f) for lat, f in zip(self.lateral, feats)]
-        y = lats[3]
+        c2 = feats[0]
+        lats = [lat(f) for lat, f in zip(self.lateral, feats[1:])]  # strides 8, 16, 32
+        y = lats[2]
         outs = [y]
-        for i, lateral in enumerate((lats[2], lats[1], lats[0])):
+        for i, lateral in enumerate((lats[1], lats[0])):
             y = lateral + F.interpolate(y, size=lateral.shape[-2:], mode="nearest")
             y = self.smooth[i](y)
             outs.append(y)
-        return PixelFeatures(levels=outs[:3], mask_features=self.mask_proj(outs[3]))
+        y4 = self.lateral4(c2) + F.interpolate(y, size=c2.shape[-2:], mode="nearest")
+        return PixelFeatures(levels=outs, mask_features=self.mask_proj(F.relu(y4)))
 
 
 def build_pixel_decoder(kind: str, in_channels: tuple[int, int, int, int], dim: int, mask_dim: int,

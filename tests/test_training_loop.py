@@ -1,0 +1,132 @@
+"""Training loop: schedule, optimiser groups, class masking, and `streamseg train` with --resume."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from streamseg.cli import main as cli_main
+from streamseg.config import load_config
+from streamseg.training.config import TrainConfig
+from streamseg.training.losses import FrameTargets, LossWeights, VideoCriterion, class_loss, mask_classes
+from streamseg.training.schedule import lr_factor, param_groups
+
+from training_helpers import one_torch_thread, write_tiny_synth
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / "configs" / "tiny-test.yaml")
+FAST = ["--set", "train.num_points=256", "--set", "train.log_every=1", "--set", "train.clip_frames=2",
+        "--set", "train.batch=1", "--no-progress", "--threads", "1"]
+
+
+def test_lr_factor_warmup_then_cosine_or_steps() -> None:
+    cfg = TrainConfig(steps=110, warmup=10)
+    assert lr_factor(0, cfg) == pytest.approx(0.1)
+    assert lr_factor(9, cfg) == pytest.approx(1.0)
+    assert lr_factor(10, cfg) == pytest.approx(1.0)
+    assert lr_factor(60, cfg) == pytest.approx(0.5)
+    assert lr_factor(110, cfg) == pytest.approx(0.0, abs=1e-12)
+    step = TrainConfig(steps=100, warmup=0, lr_schedule="step", lr_milestones=[50, 80], lr_gamma=0.1)
+    assert [lr_factor(s, step) for s in (0, 49, 50, 79, 80)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
+
+
+def test_param_groups_backbone_multiplier_and_no_decay_on_norms() -> None:
+    model = torch.nn.ModuleDict({
+        "backbone": torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)),
+        "head": torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4)),
+        "query": torch.nn.Embedding(3, 4),
+    })
+    cfg = TrainConfig(lr=1e-3, weight_decay=0.05, backbone_lr_mult=0.1)
+    groups = param_groups(model, cfg)
+    where = {id(p): (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
+    assert where[id(model["backbone"][0].weight)] == pytest.approx((1e-4, 0.05))
+    assert where[id(model["backbone"][1].weight)] == pytest.approx((1e-4, 0.0))
+    assert where[id(model["head"][0].weight)] == pytest.approx((1e-3, 0.05))
+    assert where[id(model["head"][0].bias)] == pytest.approx((1e-3, 0.0))
+    assert where[id(model["head"][1].weight)] == pytest.approx((1e-3, 0.0))
+    assert where[id(model["query"].weight)] == pytest.approx((1e-3, 0.0))
+    assert len(where) == sum(1 for _ in model.parameters())
+
+
+def test_classes_outside_a_datasets_taxonomy_are_neither_rewarded_nor_punished() -> None:
+    # 3 classes + no-object; the clip's dataset annotates classes 0 and 1 only.
+    target = torch.tensor([[0, 3]])
+    mask = torch.tensor([[True, True, False]])
+    logits = torch.tensor([[[5.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 5.0]]])
+    base = float(class_loss(mask_classes(logits, mask), target, 0.1))
+    louder = logits.clone()
+    louder[0, 1, 2] = 50.0  # query 1 now shouts the unannotated class 2 over no-object
+    assert float(class_loss(mask_classes(louder, mask), target, 0.1)) == pytest.approx(base, abs=1e-6)
+    assert float(class_loss(louder, target, 0.1)) > base + 1.0  # without the mask it would be punished
+
+
+def test_tcm_supervision_ignores_unannotated_classes() -> None:
+    @torch.no_grad()
+    def run(scores: torch.Tensor, mask: torch.Tensor | None) -> float:
+        out = type("Out", (), {})()
+        out.pred_logits = torch.zeros(1, 2, 4)
+        out.pred_masks = torch.zeros(1, 2, 8, 8)
+        out.aux, out.taxo_logits, out.tcm_scores = [], None, scores
+        tgt = FrameTargets(torch.tensor([0]), torch.ones(1, 8, 8, dtype=torch.bool), torch.tensor([1]))
+        crit = VideoCriterion(LossWeights(num_points=64, cls=0, mask=0, dice=0, taxo=0))
+        return float(crit([out], [[tgt]], class_mask=mask)["tcm"])
+
+    mask = torch.tensor([[True, True, False]])
+    right = torch.tensor([[1.0, 0.0, 0.9]])  # class 2 is unannotated: its score must not matter
+    assert run(right, mask) < 1e-4
+    assert run(right, None) > 0.5
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    write_tiny_synth(root)
+    return root
+
+
+def _log(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_train_writes_checkpoints_and_resume_replays_exactly(synth: Path, tmp_path: Path) -> None:
+    from streamseg.model.checkpoint import load_checkpoint, load_weights
+    from streamseg.model.online import OnlineVIS
+
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    with one_torch_thread():
+        assert cli_main(["train", "--config", TINY, "--data", str(synth), "--out", str(full), "--steps", "4",
+                         "--set", "train.checkpoint_every=2", *FAST]) == 0
+        assert (full / "step_0000002.pt").is_file() and (full / "last.pt").is_file()
+        assert cli_main(["train", "--config", TINY, "--data", str(synth), "--out", str(resumed), "--steps", "4",
+                         "--resume", str(full / "step_0000002.pt"), *FAST]) == 0
+    log = _log(resumed / "train_log.jsonl")
+    assert [r["step"] for r in log if "event" not in r] == [3, 4]  # continued from step 2
+    assert log[-1]["event"] == "end" and log[-1]["rank_steps"] == [2]
+
+    a, b = load_checkpoint(full / "model.pt"), load_checkpoint(resumed / "model.pt")
+    assert "train_state" not in a  # the deployable model carries no optimiser state
+    assert load_checkpoint(full / "last.pt")["train_state"]["step"] == 4
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key  # bitwise: same data, same RNG, same steps
+    start = load_checkpoint(full / "step_0000002.pt")["state_dict"]
+    assert any(not torch.equal(start[k], v) for k, v in a["state_dict"].items())  # and it did train
+
+    cfg = load_config(TINY)
+    model = OnlineVIS(cfg.model)
+    load_weights(model, a)  # the checkpoint fits the config's model
+    assert a["vocabulary"]["names"] == ["disk", "square", "triangle", "ring", "cross"]
+
+
+def test_train_errors_are_one_line(synth: Path, tmp_path: Path, capsys) -> None:
+    assert cli_main(["train", "--config", TINY, "--data", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("streamseg: error: ") and "nope" in err[0]
+    assert cli_main(["train", "--config", TINY, "--data", str(synth), "--ratios", "1,x"]) == 2
+    assert "--ratios" in capsys.readouterr().err
+    assert cli_main(["train", "--config", TINY, "--data", str(synth), "--data", str(synth),
+                     "--ratios", "1"]) == 2
+    assert "--ratios has 1 values for 2 datasets" in capsys.readouterr().err
+    assert cli_main(["train", "--config", TINY, "--data", str(synth), "--resume", str(tmp_path / "x.pt")]) == 2
+    assert "--resume checkpoint not found" in capsys.readouterr().err
