@@ -338,3 +338,21 @@ def test_memory_reader_reads_only_valid_prototypes_and_skips_empty_slots():
     torch.testing.assert_close(reader(queries, stale, length)[0, 1], out[0, 1])
     out.sum().backward()
     assert reader.age_embed.grad.abs().sum() > 0
+
+
+def test_batchnorm_folding_is_exact_and_keeps_the_original_untouched():
+    net = build_backbone("mobilenet_v2", pretrained=False).eval()
+    with torch.no_grad():  # non-trivial BN statistics, as after pretraining
+        for m in net.modules():
+            if isinstance(m, backbone_mod.FrozenBatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    fused = backbone_mod.fuse_frozen_batchnorm(net)
+    assert not any(isinstance(m, backbone_mod.FrozenBatchNorm2d) for m in fused.modules())
+    assert any(isinstance(m, backbone_mod.FrozenBatchNorm2d) for m in net.modules())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        for a, b in zip(net(x), fused(x)):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

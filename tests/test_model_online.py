@@ -216,3 +216,25 @@ def test_taxonomy_off_is_the_same_model_without_tcm_and_tim(cfg):
     with torch.inference_mode():
         out = off.step(off.new_state(1), _frames(1)[0], _text(5))
     assert out.taxo_logits is None and out.tcm_scores is None
+
+
+def test_inference_uses_folded_backbone_rebuilt_when_weights_change(cfg):
+    torch.manual_seed(2)
+    model = OnlineVIS(cfg).eval()
+    with torch.inference_mode():
+        first = model._backbone_for_step()
+        assert first is not model.backbone and model._backbone_for_step() is first
+    # loading new weights (as a checkpoint does) invalidates the folded copy
+    state = {k: v + 0.01 if k.endswith("running_mean") else v
+             for k, v in model.state_dict().items()}
+    model.load_state_dict(state)
+    frames = _frames(1)[0]
+    with torch.inference_mode():
+        second = model._backbone_for_step()
+        assert second is not first
+        x = model.preprocess(frames)
+        for a, b in zip(model.backbone(x), second(x)):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    # training and gradient-enabled calls use the real backbone
+    assert model._backbone_for_step() is model.backbone
+    assert "_fused_backbone" not in " ".join(model.state_dict())

@@ -117,6 +117,11 @@ def test_status_and_eos_round_trip():
         ("reconnecting", 29.5, 14.25, 17, 3)
     assert message.latency_ms == {"segment": {"p50": 40.0, "p95": 55.5},
                                   "capture_to_publish": {"p50": 60.0, "p95": 80.0}}
+    assert (message.frames_in, message.frames_out, message.error) == (None, None, None)
+    failed = decode(encode_status("cam1", {**status, "state": "ended", "frames_in": 120, "frames_out": 118,
+                                           "error": "cannot connect to rtsp://127.0.0.1:9/x"}))
+    assert (failed.frames_in, failed.frames_out, failed.error) == \
+        (120, 118, "cannot connect to rtsp://127.0.0.1:9/x")
     eos = decode(encode_eos("cam1", 3, 99, "source ended"))
     assert isinstance(eos, EosMessage)
     assert (eos.stream, eos.epoch, eos.seq, eos.reason) == ("cam1", 3, 99, "source ended")

@@ -34,6 +34,7 @@ class StreamStatus:
             "epoch": self.epoch,
             "fps_in": round(self.fps_in, 2), "fps_out": round(self.fps_out, 2),
             "dropped": self.dropped, "wire_dropped": self.send_dropped,
+            "frames_in": self.frames_in, "frames_out": self.frames_out, "error": self.error,
             "latency_ms": self.latency_ms,
         }
 

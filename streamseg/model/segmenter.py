@@ -144,6 +144,9 @@ class OnlineSegmenter:
                       timings_ms=timings)
 
 
+_GRID_SAMPLE_MAX_FRACTION = 0.25  # above this share of the frame, upsample the whole mask instead
+
+
 def paste_mask(logits: torch.Tensor, height: int, width: int,
                threshold: float) -> tuple[np.ndarray, tuple[float, float, float, float]] | None:
     """Low-res mask logits (h, w) -> full-resolution bool mask (height, width) and its box, or None
@@ -167,13 +170,19 @@ def paste_mask(logits: torch.Tensor, height: int, width: int,
     y1 = min(height, int(math.ceil((int(rows[-1]) + 1 + 0.5) * sy + 0.5)) + 1)
     x0 = max(0, int(math.floor((int(cols[0]) - 1 + 0.5) * sx - 0.5)))
     x1 = min(width, int(math.ceil((int(cols[-1]) + 1 + 0.5) * sx + 0.5)) + 1)
-    # grid_sample's normalised coordinate of output pixel X (align_corners=False) is 2(X+0.5)/W - 1;
-    # border padding clamps like interpolate does at the edges.
-    gy = (torch.arange(y0, y1, device=logits.device, dtype=torch.float32) + 0.5) * (2.0 / height) - 1.0
-    gx = (torch.arange(x0, x1, device=logits.device, dtype=torch.float32) + 0.5) * (2.0 / width) - 1.0
-    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)[None]  # (1, ry, rx, 2) as (x, y)
-    region = F.grid_sample(logits[None, None].float(), grid, mode="bilinear", padding_mode="border",
-                           align_corners=False)[0, 0] >= threshold
+    if (y1 - y0) * (x1 - x0) > _GRID_SAMPLE_MAX_FRACTION * height * width:
+        # A large mask: interpolate's whole-frame kernel is faster than sampling most of the frame.
+        full = F.interpolate(logits[None, None].float(), size=(height, width), mode="bilinear",
+                             align_corners=False)[0, 0]
+        region = full[y0:y1, x0:x1] >= threshold
+    else:
+        # grid_sample's normalised coordinate of output pixel X (align_corners=False) is
+        # 2(X+0.5)/W - 1; border padding clamps like interpolate does at the edges.
+        gy = (torch.arange(y0, y1, device=logits.device, dtype=torch.float32) + 0.5) * (2.0 / height) - 1.0
+        gx = (torch.arange(x0, x1, device=logits.device, dtype=torch.float32) + 0.5) * (2.0 / width) - 1.0
+        grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)[None]  # (1, ry, rx, 2): (x, y)
+        region = F.grid_sample(logits[None, None].float(), grid, mode="bilinear", padding_mode="border",
+                               align_corners=False)[0, 0] >= threshold
     region_np = region.cpu().numpy()
     ys = np.flatnonzero(region_np.any(1))
     if ys.size == 0:

@@ -102,6 +102,9 @@ class StatusMessage:
     dropped: int  # frames dropped before inference since the stream started
     latency_ms: dict[str, dict[str, float]]  # stage -> {"p50": ms, "p95": ms}
     wire_dropped: int = 0  # messages the publisher's ZeroMQ socket refused (see docs/protocol.md)
+    frames_in: int | None = None  # frames read from the source since the stream started
+    frames_out: int | None = None  # seg messages published since the stream started
+    error: str | None = None  # one-line reason when the stream failed
     kind: str = "status"
 
 

@@ -29,7 +29,7 @@ STATES = ("connecting", "connected", "reconnecting", "ended")
 MASK_PART_OFFSET = 2  # instance i's mask travels in part 2 + i
 
 _STATUS_REQUIRED = ("state", "fps_in", "fps_out", "dropped", "latency_ms", "epoch")
-_STATUS_OPTIONAL = ("wire_dropped", "t_publish_ns")
+_STATUS_OPTIONAL = ("wire_dropped", "t_publish_ns", "frames_in", "frames_out", "error")
 
 
 def topic(kind: str, stream: str) -> bytes:
@@ -102,7 +102,7 @@ def _latency_entry(stage: str, value: Any) -> dict[str, float]:
 
 def encode_status(stream: str, status: Mapping[str, Any]) -> list[bytes]:
     """status dict (state, fps_in, fps_out, dropped, latency_ms {stage: (p50, p95)}, epoch;
-    optional wire_dropped, t_publish_ns) -> [topic, header]."""
+    optional wire_dropped, t_publish_ns, frames_in, frames_out, error) -> [topic, header]."""
     missing = [k for k in _STATUS_REQUIRED if k not in status]
     if missing:
         raise ProtocolError(f"status is missing {', '.join(missing)}")
@@ -123,6 +123,11 @@ def encode_status(stream: str, status: Mapping[str, Any]) -> list[bytes]:
         "latency_ms": {str(k): _latency_entry(str(k), v) for k, v in dict(status["latency_ms"]).items()},
         "wire_dropped": int(status.get("wire_dropped", 0)),
     }
+    for key in ("frames_in", "frames_out"):
+        if status.get(key) is not None:
+            header[key] = int(status[key])
+    if status.get("error"):
+        header["error"] = str(status["error"])
     return [topic(STATUS, stream), _pack(header)]
 
 
@@ -272,6 +277,9 @@ def _decode_status(stream: str, header: dict[str, Any]) -> StatusMessage:
         dropped=_get(header, "dropped", int, where),
         latency_ms=latency,
         wire_dropped=_get(header, "wire_dropped", int, where) if "wire_dropped" in header else 0,
+        frames_in=_get(header, "frames_in", int, where) if "frames_in" in header else None,
+        frames_out=_get(header, "frames_out", int, where) if "frames_out" in header else None,
+        error=_get(header, "error", str, where) if "error" in header else None,
     )
 
 
