@@ -16,7 +16,7 @@ class EngineConfig:
     open_timeout_s: float = 5.0
     read_timeout_s: float = 3.0  # watchdog: no frame for this long => reconnect
     reconnect_initial_s: float = 0.2
-    reconnect_max_s: float = 5.0
+    reconnect_max_s: float = 2.0  # caps the wait after a server returns: resume within ~2 s
     record_codec: str = "libx264"  # PyAV encoder for --record
     record_fps: float = 0.0  # frame rate written to the MP4; 0 = the source's own (30 when unknown)
     record_queue: int = 8  # frames buffered for the recorder thread (inference waits when it is full)

@@ -16,7 +16,7 @@ class SourceOptions:
     open_timeout_s: float = 5.0  # live sources: the first connection must deliver a frame within this
     read_timeout_s: float = 3.0  # watchdog: no frame for this long => reconnect (live sources)
     reconnect_initial_s: float = 0.2  # first backoff after a failed reconnect attempt
-    reconnect_max_s: float = 5.0  # backoff cap; live sources retry forever once they have connected
+    reconnect_max_s: float = 2.0  # backoff cap (resume within ~2 s of a server's return); retries go on forever once connected
     backend: str = "auto"  # rtsp/camera/testsrc: "gstreamer", "pyav", or "auto" (GStreamer when importable)
 
 
