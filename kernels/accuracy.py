@@ -1,7 +1,8 @@
 """Max abs error of masked attention, forward and backward, per dtype: ``python -m kernels.accuracy``.
 
-Errors are against a float64 matmul-softmax oracle on a few decoder-like shapes with ragged tails,
-empty and full mask rows. Without CUDA the Triton kernels run in Triton's interpreter (this module
+Errors are against a float64 matmul-softmax oracle fed the same dtype-rounded inputs (so they
+measure the implementation, not the input rounding), on a few decoder-like shapes with ragged
+tails, empty and full mask rows. Without CUDA the Triton kernels run in Triton's interpreter (this module
 sets TRITON_INTERPRET=1 before they are defined) and bf16 is measured through the reference only,
 because the interpreter's bf16 ``tl.dot`` is wrong.
 """
@@ -26,6 +27,8 @@ def measure(fn, dtype, shapes=SHAPES, device="cpu") -> list[float]:
         mask = torch.rand(b, nq, nk, generator=gen) < 0.3
         mask[:, 0] = False
         mask[:, -1] = True
+        # The oracle sees the same dtype-rounded inputs: the figures are the kernels' own error.
+        q, k, v, g = (x.to(dtype).double() for x in (q, k, v, g))
         results = []
         for f, cast in ((fn, dtype), (naive_masked_attention, torch.float64)):
             leaves = [x.to(device, cast).requires_grad_() for x in (q, k, v)]

@@ -32,6 +32,14 @@ class BlockSizes:
     num_warps: int = 4
     num_stages: int = 2
 
+    def __post_init__(self) -> None:
+        if self.block_m is not None and (self.block_m < 16 or self.block_m & (self.block_m - 1)):
+            raise ValueError(f"block_m must be a power of two >= 16, got {self.block_m}")
+        if self.block_n is not None and (self.block_n < 32 or self.block_n & (self.block_n - 1)):
+            raise ValueError(f"block_n must be a power of two >= 32 (one mask word), got {self.block_n}")
+        if self.splits is not None and self.splits < 1:
+            raise ValueError(f"splits must be >= 1, got {self.splits}")
+
     @property
     def explicit(self) -> bool:
         return self.block_m is not None and self.block_n is not None
@@ -47,12 +55,41 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+# (BLOCK_M, BLOCK_N, num_warps, num_stages) per (head dim, dtype) class. Tiles shrink as d and the
+# element size grow so that shared memory fits sm_80's 164 KB; every entry (or a larger one) was
+# compiled for sm_80/sm_90 with triton.compile (README.md, "Block sizes").
+TUNE_GRID = {
+    "half-d64": [(64, 64, 4, 3), (64, 128, 4, 3), (128, 64, 4, 3), (128, 128, 8, 3), (64, 128, 4, 4)],
+    "half-d128": [(64, 64, 4, 3), (64, 64, 4, 2), (32, 64, 4, 2)],
+    "half-d256": [(32, 32, 4, 2), (64, 32, 4, 2), (64, 64, 4, 3)],
+    "fp32-d64": [(32, 32, 4, 2), (64, 32, 4, 2), (32, 64, 4, 2), (64, 64, 4, 2)],
+    "fp32-d128": [(32, 32, 4, 2), (16, 32, 4, 1)],
+    "fp32-d256": [(16, 32, 4, 1), (32, 32, 4, 1)],
+}
+
+
+def tune_class(head_dim: int, is_fp32: bool) -> str:
+    """Key of TUNE_GRID for a head dim (16..256) and input dtype."""
+    size = "d64" if head_dim <= 64 else f"d{head_dim}"
+    return f"{'fp32' if is_fp32 else 'half'}-{size}"
+
+
 def autotune_configs() -> list:
-    """Small grid for the decoder's shapes (Nq 100-200 queries, d 32, Nk up to ~32k keys)."""
+    """The union of TUNE_GRID; ``prune_configs`` keeps the ones for the call's head dim and dtype."""
     import triton
 
-    grid = [(64, 64, 4, 3), (64, 128, 4, 3), (128, 64, 4, 3), (128, 128, 8, 3), (64, 128, 4, 4)]
+    grid = sorted({c for configs in TUNE_GRID.values() for c in configs})
     return [triton.Config({"BLOCK_M": m, "BLOCK_N": n}, num_warps=w, num_stages=s) for m, n, w, s in grid]
+
+
+def prune_configs(configs: list, named_args: dict, **kwargs) -> list:
+    """``early_config_prune`` hook of triton.autotune."""
+    import torch
+
+    wanted = set(TUNE_GRID[tune_class(kwargs["HEAD_DIM"], named_args["Q"].dtype == torch.float32)])
+    kept = [c for c in configs
+            if (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) in wanted]
+    return kept or configs[:1]
 
 
 def choose_splits(row_programs: int, nk: int, unit: int, device_index: int | None) -> int:

@@ -40,7 +40,8 @@ def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.
     b, h, nq, d = q.shape
     nk = k.shape[2]
     if k.shape != (b, h, nk, d) or v.shape != k.shape:
-        raise ValueError(f"k and v must be (B,H,Nk,d) matching q {tuple(q.shape)}, got {tuple(k.shape)}, {tuple(v.shape)}")
+        raise ValueError(f"k and v must be (B,H,Nk,d) matching q {tuple(q.shape)}, "
+                         f"got {tuple(k.shape)}, {tuple(v.shape)}")
     if nk == 0:
         raise ValueError("masked attention needs at least one key (Nk = 0)")
     if not (q.dtype == k.dtype == v.dtype):

@@ -10,7 +10,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.launch import BlockSizes, autotune_configs, key_splits, resolve_blocks
+from kernels.launch import BlockSizes, autotune_configs, key_splits, prune_configs, resolve_blocks
 from kernels.triton_forward import LOG2E, dot_precision, load_allowed
 
 
@@ -42,7 +42,8 @@ def _dkdv_kernel(Q, K, V, DO, Bits, Empty, Lse, Delta, DK, DV,
     bh = tl.program_id(1)
     b = bh // H
     h = bh % H
-    offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    n0 = tl.program_id(0) * BLOCK_N
+    offs_n = n0 + tl.arange(0, BLOCK_N)
     offs_d = tl.arange(0, HEAD_DIM)
     n_ok = (offs_n < Nk)[:, None]
     k = tl.load(K + b * s_kb + h * s_kh + offs_n[:, None] * s_kn + offs_d[None, :] * s_kd, mask=n_ok, other=0.0)
@@ -62,7 +63,7 @@ def _dkdv_kernel(Q, K, V, DO, Bits, Empty, Lse, Delta, DK, DV,
         lse = tl.load(Lse + bh * Nq + offs_m, mask=m_ok, other=0.0)
         delta = tl.load(Delta + bh * Nq + offs_m, mask=m_ok, other=0.0)
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
-        allowed = load_allowed(Bits, Empty, bits_base, empty_base, offs_m, offs_n, Nq, Nk, NW)
+        allowed = load_allowed(Bits, Empty, bits_base, empty_base, offs_m, n0, Nq, Nk, NW, BLOCK_N)
         p = tl.where(allowed, tl.math.exp2(s - lse[:, None]), 0.0)
         dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PRECISION)
         dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
@@ -113,7 +114,7 @@ def _dq_kernel(Q, K, V, DO, Bits, Empty, Lse, Delta, DQ,
         k = tl.load(k_base + offs_n[:, None] * s_kn + offs_d[None, :] * s_kd, mask=n_ok, other=0.0)
         v = tl.load(v_base + offs_n[:, None] * s_vn + offs_d[None, :] * s_vd, mask=n_ok, other=0.0)
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
-        allowed = load_allowed(Bits, Empty, bits_base, empty_base, offs_m, offs_n, Nq, Nk, NW)
+        allowed = load_allowed(Bits, Empty, bits_base, empty_base, offs_m, n0, Nq, Nk, NW, BLOCK_N)
         p = tl.where(allowed, tl.math.exp2(s - lse[:, None]), 0.0)
         dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
         ds = p * (dp - delta[:, None])
@@ -124,8 +125,9 @@ def _dq_kernel(Q, K, V, DO, Bits, Empty, Lse, Delta, DQ,
 
 
 _tune_key = ["Nq", "Nk", "HEAD_DIM", "PRECISION"]
-_dkdv_autotuned = triton.autotune(configs=autotune_configs(), key=_tune_key)(_dkdv_kernel)
-_dq_autotuned = triton.autotune(configs=autotune_configs(), key=_tune_key)(_dq_kernel)
+_prune = {"early_config_prune": prune_configs}
+_dkdv_autotuned = triton.autotune(configs=autotune_configs(), key=_tune_key, prune_configs_by=_prune)(_dkdv_kernel)
+_dq_autotuned = triton.autotune(configs=autotune_configs(), key=_tune_key, prune_configs_by=_prune)(_dq_kernel)
 
 
 def attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,

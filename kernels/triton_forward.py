@@ -11,23 +11,27 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.launch import BlockSizes, autotune_configs, key_splits, resolve_blocks
+from kernels.launch import BlockSizes, autotune_configs, key_splits, prune_configs, resolve_blocks
 
 LOG2E = 1.4426950408889634
 
 
 @triton.jit
-def load_allowed(Bits, Empty, bits_base, empty_base, offs_m, offs_n, Nq, Nk, NW):
-    """[BLOCK_M, BLOCK_N] bool: key may be attended (mask bit, or the row is empty), inside Nq x Nk.
+def load_allowed(Bits, Empty, bits_base, empty_base, offs_m, n0, Nq, Nk, NW, BLOCK_N: tl.constexpr):
+    """[BLOCK_M, BLOCK_N] bool: key n0 + j may be attended (mask bit, or the row is empty), inside Nq x Nk.
 
-    Words are gathered per element (each is reused by 32 neighbours from cache, so the DRAM traffic
-    stays one bit per key).
+    Loads the BLOCK_N / 32 words of each row once and expands them in registers (bit j of word w is
+    key 32 w + j; n0 is a multiple of 32).
     """
+    WORDS: tl.constexpr = BLOCK_N // 32
     m_ok = offs_m < Nq
-    words = tl.load(Bits + bits_base + offs_m[:, None] * NW + (offs_n // 32)[None, :],
-                    mask=m_ok[:, None] & (offs_n < Nk)[None, :], other=0)
-    bit = (words >> (offs_n % 32)[None, :]) & 1
+    offs_w = n0 // 32 + tl.arange(0, WORDS)
+    words = tl.load(Bits + bits_base + offs_m[:, None] * NW + offs_w[None, :],
+                    mask=m_ok[:, None] & (offs_w < NW)[None, :], other=0)
+    bits = (words[:, :, None] >> tl.arange(0, 32)[None, None, :]) & 1
+    bit = tl.reshape(bits, (offs_m.shape[0], BLOCK_N))
     empty = tl.load(Empty + empty_base + offs_m, mask=m_ok, other=0)
+    offs_n = n0 + tl.arange(0, BLOCK_N)
     return ((bit != 0) | (empty != 0)[:, None]) & (offs_n < Nk)[None, :] & m_ok[:, None]
 
 
@@ -68,7 +72,7 @@ def _fwd_kernel(Q, K, V, Bits, Empty, O, Lse,
         n_ok = offs_n < Nk
         k = tl.load(k_base + offs_n[:, None] * s_kn + offs_d[None, :] * s_kd, mask=n_ok[:, None], other=0.0)
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
-        allowed = load_allowed(Bits, Empty, bits_base, empty_base, offs_m, offs_n, Nq, Nk, NW)
+        allowed = load_allowed(Bits, Empty, bits_base, empty_base, offs_m, n0, Nq, Nk, NW, BLOCK_N)
         s = tl.where(allowed, s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
         p = tl.math.exp2(s - m_new[:, None])
@@ -116,13 +120,16 @@ def _merge_kernel(OP, LseP, O, Lse, s_ps, s_pb, s_ph, s_pm, s_pd, s_ob, s_oh, s_
     tl.store(Lse + bh * Nq + offs_m, m_i + tl.math.log2(l_safe), mask=m_ok)
 
 
-_fwd_autotuned = triton.autotune(configs=autotune_configs(), key=["Nq", "Nk", "HEAD_DIM", "PRECISION"])(_fwd_kernel)
+_fwd_autotuned = triton.autotune(configs=autotune_configs(), key=["Nq", "Nk", "HEAD_DIM", "PRECISION"],
+                                prune_configs_by={"early_config_prune": prune_configs})(_fwd_kernel)
 
 
 def dot_precision(dtype: torch.dtype) -> str:
-    """fp32 inputs follow torch's TF32 switch for matmuls (off by default: exact fp32 products)."""
+    """fp32 inputs follow torch's TF32 switch for matmuls: off (the default) -> 3xTF32, which is
+    accurate to ~fp32 on the tensor cores (plain fp32 "ieee" dots compile into minutes of LLVM time
+    for 64-wide tiles and run on the CUDA cores); on -> TF32. Ignored for fp16/bf16."""
     if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
-        return "ieee"
+        return "tf32x3"
     return "tf32"
 
 

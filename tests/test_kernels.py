@@ -5,6 +5,7 @@ bf16 runs only through the reference path: ``tl.dot`` in bf16 is wrong in the in
 """
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -29,11 +30,12 @@ def triton_fn():
 
 
 # (b, h, nq, nk, d, per_head, blocks): ragged Nq/Nk tails, a key split whose chunk ends mid-tensor,
-# a single key, every supported head dim of the decoder, masks shared by heads and per head.
+# a single key, every supported head dim, masks shared by heads and per head.
 CASES = {
     "ragged": (2, 2, 37, 300, 32, False, None),
     "ragged-small-blocks-split": (1, 2, 45, 600, 32, True, BlockSizes(block_m=32, block_n=64, splits=3)),
     "single-key": (2, 1, 19, 1, 32, False, None),
+    "d16": (1, 2, 20, 50, 16, False, None),
     "d64-per-head": (1, 2, 70, 129, 64, True, None),
     "d128": (1, 1, 130, 77, 128, False, None),
     "d256": (1, 1, 33, 257, 256, False, None),
@@ -136,8 +138,9 @@ def test_bf16_through_dispatch_uses_reference_and_matches(monkeypatch):
     assert max(max_errors(got, oracle(q, k, v, mask, grad_out))) < TOLERANCE[torch.bfloat16]
 
 
-@pytest.mark.parametrize("env, node", [(None, "ScaledDotProduct"), ("auto", "ScaledDotProduct"), ("reference", "ScaledDotProduct"),
-                                       ("triton", "_MaskedAttention"), (" Triton ", "_MaskedAttention")])
+@pytest.mark.parametrize("env, node", [(None, "ScaledDotProduct"), ("auto", "ScaledDotProduct"),
+                                       ("reference", "ScaledDotProduct"), ("triton", "_MaskedAttention"),
+                                       (" Triton ", "_MaskedAttention")])
 def test_dispatch_follows_device_and_env_var(env, node, monkeypatch):
     if env is None:
         monkeypatch.delenv("STREAMSEG_KERNELS", raising=False)
@@ -182,7 +185,7 @@ def test_importing_kernels_does_not_define_triton_kernels():
     code = "import sys, kernels; print(sorted(m for m in sys.modules if m.startswith(('triton', 'kernels.'))))"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    loaded = eval(done.stdout)  # a printed list of module names
+    loaded = ast.literal_eval(done.stdout.strip())
     assert "kernels.masked_attention" in loaded
     assert not any(m.startswith("triton") or m.startswith("kernels.triton") for m in loaded), loaded
 
@@ -199,3 +202,24 @@ def test_bench_without_cuda_says_so_and_exits_zero(capsys):
 
     report = json.loads(capsys.readouterr().out)
     assert report["cuda"] is False and report["results"] == []
+
+
+@pytest.mark.parametrize("d, dtype, expected", [
+    (16, torch.float16, "half-d64"), (32, torch.float16, "half-d64"), (64, torch.bfloat16, "half-d64"),
+    (32, torch.float32, "fp32-d64"), (128, torch.float16, "half-d128"), (128, torch.float32, "fp32-d128"),
+    (256, torch.bfloat16, "half-d256"), (256, torch.float32, "fp32-d256")])
+def test_autotune_grid_is_pruned_by_head_dim_and_dtype(d, dtype, expected):
+    from kernels.launch import TUNE_GRID, autotune_configs, prune_configs
+
+    kept = prune_configs(autotune_configs(), {"Q": torch.empty(1, dtype=dtype)}, HEAD_DIM=d, PRECISION="ieee")
+    assert sorted((c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) for c in kept) == \
+        sorted(TUNE_GRID[expected])
+
+
+def test_block_sizes_are_validated():
+    with pytest.raises(ValueError, match="block_n"):
+        BlockSizes(block_m=64, block_n=16)
+    with pytest.raises(ValueError, match="block_m"):
+        BlockSizes(block_m=48, block_n=64)
+    with pytest.raises(ValueError, match="splits"):
+        BlockSizes(block_m=64, block_n=64, splits=0)
