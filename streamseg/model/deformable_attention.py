@@ -21,15 +21,16 @@ def ms_deform_attn_sample(value: torch.Tensor, shapes: list[tuple[int, int]],
     _, nq, _, levels, points, _ = locations.shape
     per_level = value.split([h * w for h, w in shapes], dim=1)
     grids = 2.0 * locations - 1.0
-    samples = []
-    for lid, (h, w) in enumerate(shapes):
-        v = per_level[lid].permute(0, 2, 3, 1).reshape(b * heads, d, h, w)
+    w = weights.transpose(1, 2).reshape(b * heads, nq, levels, points)
+    out = value.new_zeros(b * heads, d, nq)
+    for lid, (h, wd) in enumerate(shapes):
+        v = per_level[lid].permute(0, 2, 3, 1).reshape(b * heads, d, h, wd)
         g = grids[:, :, :, lid].transpose(1, 2).reshape(b * heads, nq, points, 2)
-        samples.append(F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False))
-    stacked = torch.stack(samples, dim=-2).flatten(-2)  # (B*H, D, Nq, L*P)
-    w = weights.transpose(1, 2).reshape(b * heads, 1, nq, levels * points)
-    out = (stacked * w).sum(-1).view(b, heads * d, nq)
-    return out.transpose(1, 2)
+        sampled = F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False)
+        # (B*H, D, Nq, P) weighted by (B*H, 1, Nq, P), summed over points, accumulated per level
+        # (stacking all levels first costs a large extra copy)
+        out = out + (sampled * w[:, None, :, lid]).sum(-1)
+    return out.view(b, heads * d, nq).transpose(1, 2)
 
 
 class MSDeformAttn(nn.Module):

@@ -69,7 +69,9 @@ class _FusedBackboneCache:
 
     def get(self, backbone: Backbone) -> Backbone:
         tensors = [*backbone.parameters(), *backbone.buffers()]
-        key = tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
+        # inference tensors (weights moved under inference_mode) have no version counter; their
+        # storage pointer still changes with every move or reload
+        key = tuple((t.data_ptr(), -1 if t.is_inference() else t._version, t.dtype) for t in tensors)
         if key != self.key or self.module is None:
             self.module = fuse_frozen_batchnorm(backbone)
             self.key = key
@@ -191,7 +193,7 @@ class OnlineVIS(nn.Module):
         state.queries = out.queries
         state.memory, state.memory_len = push_memory(state.memory, state.memory_len, out.queries)
         state.steps += 1
-        timings["decoder"] = (time.perf_counter() - t3) * 1e3
+        timings["decoder"] = (time.perf_counter() - t3) * 1e3  # memory read + decoder layers
         return StepOutput(pred_logits=out.logits, pred_masks=out.masks, aux=out.aux,
                           taxo_logits=out.taxo_logits, tcm_scores=state.tcm_scores,
                           query_embed=out.queries, image_size=(images.shape[2], images.shape[3]),
@@ -227,7 +229,7 @@ class OnlineVIS(nn.Module):
     def forward_clip(self, clip: torch.Tensor, text_emb: torch.Tensor) -> list[StepOutput]:
         """clip (T, B, 3, H, W) (uint8, or float from ``preprocess``) -> one StepOutput per frame,
         through the same online path as ``step`` (fresh state), keeping the autograd graph."""
-        state = self.new_state(clip.shape[1], clip.device)
+        state = self.new_state(clip.shape[1], self.query_feat.weight.device)
         return [self.step(state, clip[t], text_emb) for t in range(clip.shape[0])]
 
     def forward(self, clip: torch.Tensor, text_emb: torch.Tensor) -> list[StepOutput]:

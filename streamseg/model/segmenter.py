@@ -144,7 +144,7 @@ class OnlineSegmenter:
                       timings_ms=timings)
 
 
-_GRID_SAMPLE_MAX_FRACTION = 0.25  # above this share of the frame, upsample the whole mask instead
+_REGION_MAX_FRACTION = 0.2  # measured crossover: above it, upsampling the whole mask is cheaper
 
 
 def paste_mask(logits: torch.Tensor, height: int, width: int,
@@ -170,19 +170,13 @@ def paste_mask(logits: torch.Tensor, height: int, width: int,
     y1 = min(height, int(math.ceil((int(rows[-1]) + 1 + 0.5) * sy + 0.5)) + 1)
     x0 = max(0, int(math.floor((int(cols[0]) - 1 + 0.5) * sx - 0.5)))
     x1 = min(width, int(math.ceil((int(cols[-1]) + 1 + 0.5) * sx + 0.5)) + 1)
-    if (y1 - y0) * (x1 - x0) > _GRID_SAMPLE_MAX_FRACTION * height * width:
-        # A large mask: interpolate's whole-frame kernel is faster than sampling most of the frame.
+    if (y1 - y0) * (x1 - x0) > _REGION_MAX_FRACTION * height * width:
+        # A large mask: interpolate's whole-frame kernel beats gathering most of the frame.
         full = F.interpolate(logits[None, None].float(), size=(height, width), mode="bilinear",
                              align_corners=False)[0, 0]
         region = full[y0:y1, x0:x1] >= threshold
     else:
-        # grid_sample's normalised coordinate of output pixel X (align_corners=False) is
-        # 2(X+0.5)/W - 1; border padding clamps like interpolate does at the edges.
-        gy = (torch.arange(y0, y1, device=logits.device, dtype=torch.float32) + 0.5) * (2.0 / height) - 1.0
-        gx = (torch.arange(x0, x1, device=logits.device, dtype=torch.float32) + 0.5) * (2.0 / width) - 1.0
-        grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)[None]  # (1, ry, rx, 2): (x, y)
-        region = F.grid_sample(logits[None, None].float(), grid, mode="bilinear", padding_mode="border",
-                               align_corners=False)[0, 0] >= threshold
+        region = _bilinear_region(logits.float(), y0, y1, x0, x1, height, width) >= threshold
     region_np = region.cpu().numpy()
     ys = np.flatnonzero(region_np.any(1))
     if ys.size == 0:
@@ -194,23 +188,22 @@ def paste_mask(logits: torch.Tensor, height: int, width: int,
     return mask, box
 
 
-def masks_to_boxes(masks: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """(N, H, W) bool -> (N, 4) float boxes [x0, y0, x1, y1] with exclusive right/bottom pixel edges
-    (a one-pixel mask at (x, y) has box [x, y, x+1, y+1]), and (N,) bool "mask not empty"."""
-    n = masks.shape[0]
-    rows = masks.any(2)  # (N, H)
-    cols = masks.any(1)  # (N, W)
-    nonempty = rows.any(1)
-    h_idx = torch.arange(masks.shape[1], device=masks.device)
-    w_idx = torch.arange(masks.shape[2], device=masks.device)
-    big = max(masks.shape[1], masks.shape[2]) + 1
-    y0 = torch.where(rows, h_idx, big).min(1).values
-    y1 = torch.where(rows, h_idx, -1).max(1).values + 1
-    x0 = torch.where(cols, w_idx, big).min(1).values
-    x1 = torch.where(cols, w_idx, -1).max(1).values + 1
-    boxes = torch.stack([x0, y0, x1, y1], 1).float() if n else torch.zeros(0, 4)
-    boxes = torch.where(nonempty[:, None], boxes, torch.zeros_like(boxes))
-    return boxes.cpu().numpy(), nonempty.cpu().numpy()
+def _bilinear_region(src: torch.Tensor, y0: int, y1: int, x0: int, x1: int, height: int,
+                     width: int) -> torch.Tensor:
+    """Rows y0:y1, columns x0:x1 of ``F.interpolate(src, (height, width), "bilinear",
+    align_corners=False)``, computed only there (same source-index rule as PyTorch's kernel)."""
+    def axis(start: int, stop: int, out_size: int, in_size: int) -> tuple[torch.Tensor, ...]:
+        dst = torch.arange(start, stop, device=src.device, dtype=torch.float32)
+        pos = ((dst + 0.5) * (in_size / out_size) - 0.5).clamp(min=0.0)
+        i0 = pos.long()  # floor: pos >= 0
+        return i0, (i0 + 1).clamp(max=in_size - 1), pos - i0
+
+    iy0, iy1, ly = axis(y0, y1, height, src.shape[0])
+    ix0, ix1, lx = axis(x0, x1, width, src.shape[1])
+    rows0, rows1 = src[iy0], src[iy1]
+    top = rows0[:, ix0] * (1.0 - lx) + rows0[:, ix1] * lx
+    bottom = rows1[:, ix0] * (1.0 - lx) + rows1[:, ix1] * lx
+    return top * (1.0 - ly)[:, None] + bottom * ly[:, None]
 
 
 def build_segmenter(config: Config, checkpoint: str | None = None,
