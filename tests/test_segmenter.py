@@ -153,8 +153,9 @@ def test_several_streams_share_one_model_with_independent_states(seg, vocab, fra
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_state_size_constant_and_memory_bounded_over_2000_real_steps(vocab):
-    seg = build_segmenter(tiny_config("model.input_short_side=32", "model.input_max_long_side=64"))
+    seg = build_segmenter(tiny_config())
     m = seg.config.tracker.memory_length
     frames = scene_frames(50, width=64, height=48)
     state = seg.init_state(vocab)
@@ -170,3 +171,25 @@ def test_state_size_constant_and_memory_bounded_over_2000_real_steps(vocab):
         sizes.add(_tensor_bytes(state))
     assert len(sizes) == 1
     assert state.tracks.next_id > highest
+
+
+@pytest.mark.parametrize("low,full", [((64, 112), (720, 1280)), ((25, 37), (100, 150)), ((16, 16), (7, 9)),
+                                      ((64, 112), (64, 112))])
+def test_paste_mask_equals_whole_frame_bilinear_upsampling(low, full):
+    from streamseg.model.segmenter import paste_mask
+
+    gen = torch.Generator().manual_seed(sum(low) + sum(full))
+    for offset in (-3.0, -1.0, 1.0):  # small, medium, frame-filling masks (both code paths)
+        coarse = torch.randn(1, 1, low[0] // 4 + 1, low[1] // 4 + 1, generator=gen) * 3
+        logits = torch.nn.functional.interpolate(coarse, size=low, mode="bilinear")[0, 0] + offset
+        ref = (torch.nn.functional.interpolate(logits[None, None], size=full, mode="bilinear",
+                                               align_corners=False)[0, 0] >= 0.0).numpy()
+        got = paste_mask(logits, full[0], full[1], 0.0)
+        if not ref.any():
+            assert got is None
+            continue
+        mask, box = got
+        assert mask.shape == full and mask.dtype == np.bool_
+        assert np.array_equal(mask, ref)
+        assert box == box_of(ref)
+    assert paste_mask(torch.full(low, -1.0), full[0], full[1], 0.0) is None

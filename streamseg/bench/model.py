@@ -134,10 +134,10 @@ def _memory(seg, vocab, size: tuple[int, int], device: str) -> dict[str, Any]:
 
 
 def _soak(seg, vocab, size: tuple[int, int], n: int) -> dict[str, Any]:
-    """RSS at fixed checkpoints over n frames of one stream (after warm-up, after 1,000, after n)."""
+    """RSS over n frames of one stream: after 100 (warm), every 1,000, and after n."""
     frames = _frames(*size, _PRERENDER)
     state = seg.init_state(vocab)
-    marks = sorted({m for m in (100, 1000, n) if m <= n})
+    marks = sorted({m for m in (100, *range(1000, n + 1, 1000), n) if m <= n})
     rss: dict[str, float] = {}
     state_bytes: dict[str, int] = {}
     max_id = 0
@@ -151,8 +151,9 @@ def _soak(seg, vocab, size: tuple[int, int], n: int) -> dict[str, Any]:
         if i in marks:
             rss[str(i)] = round(_rss_mb(), 1)
             state_bytes[str(i)] = _state_bytes(state)
-        if i % 1000 == 0:
-            print(f"soak: {i}/{n} frames, rss {_rss_mb():.1f} MB", file=sys.stderr, flush=True)
+        if i % 250 == 0:  # progress (stderr), also evidence if a long soak is cut short
+            print(f"soak: {i}/{n} frames, rss {_rss_mb():.1f} MB, state {_state_bytes(state)} B, "
+                  f"{i / (time.perf_counter() - t0):.1f} fps", file=sys.stderr, flush=True)
     return {"frames": n, "rss_mb": rss, "state_bytes": state_bytes, "highest_track_id": max_id,
             "fps": round(n / (time.perf_counter() - t0), 2)}
 
