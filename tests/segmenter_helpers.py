@@ -16,7 +16,7 @@ TINY_CONFIG = REPO / "configs" / "tiny-test.yaml"
 # An untrained model scores every slot around 1/(K+1) x mask quality: thresholds low enough that
 # its slots become tracks, so the lifecycle, masks and boxes have something to act on.
 UNTRAINED_TRACKER = ["tracker.birth_threshold=0.02", "tracker.keep_threshold=0.01",
-                     "tracker.duplicate_iou=1.0", "tracker.max_missed=2", "tracker.memory_length=4"]
+                     "tracker.duplicate_iou=1.0", "tracker.max_missed=2", "model.memory_length=4"]
 
 
 def tiny_config(*overrides: str) -> Config:

@@ -17,13 +17,13 @@ def write(tmp_path, text: str):
 def test_defaults_without_file():
     cfg = load_config(None)
     assert cfg.engine.publish == "tcp://127.0.0.1:5555"
-    assert cfg.tracker.memory_length == 16
+    assert cfg.tracker.max_missed == 20
 
 
 def test_yaml_values_and_override(tmp_path):
-    p = write(tmp_path, "tracker:\n  memory_length: 4\nengine:\n  status_hz: 2\n")
+    p = write(tmp_path, "tracker:\n  birth_threshold: 0.6\nengine:\n  status_hz: 2\n")
     cfg = load_config(p, overrides=["tracker.max_missed=7", "engine.publish=ipc:///tmp/x"])
-    assert cfg.tracker.memory_length == 4
+    assert cfg.tracker.birth_threshold == 0.6
     assert cfg.engine.status_hz == 2.0 and isinstance(cfg.engine.status_hz, float)
     assert cfg.tracker.max_missed == 7
     assert cfg.engine.publish == "ipc:///tmp/x"
@@ -32,13 +32,13 @@ def test_yaml_values_and_override(tmp_path):
 @pytest.mark.parametrize(
     "text, needle",
     [
-        ("tracker:\n  memory_lenght: 4\n", "unknown key 'tracker.memory_lenght'"),
+        ("tracker:\n  max_mised: 4\n", "unknown key 'tracker.max_mised'"),
         ("nonsense: 1\n", "unknown key 'nonsense'"),
-        ("tracker:\n  memory_length: four\n", "tracker.memory_length must be an integer"),
-        ("tracker:\n  memory_length: 0\n", "tracker.memory_length must be >= 1"),
+        ("tracker:\n  max_missed: four\n", "tracker.max_missed must be an integer"),
+        ("tracker:\n  max_missed: 0\n", "tracker.max_missed must be >= 1"),
         ("engine:\n  realtime: 3\n", "engine.realtime must be true or false"),
         ("tracker: [1, 2]\n", "tracker must be a mapping"),
-        ("tracker: {memory_length: 4\n", "not valid YAML"),
+        ("tracker: {max_missed: 4\n", "not valid YAML"),
     ],
 )
 def test_bad_values_name_the_field(tmp_path, text, needle):

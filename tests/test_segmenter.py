@@ -56,7 +56,7 @@ def _tensor_bytes(state) -> int:
 
 
 def test_ids_persist_memory_bounded_and_ended_tracks_reset_their_slot(seg, vocab, frames, monkeypatch):
-    m = seg.config.tracker.memory_length
+    m = seg.config.model.memory_length
     state = seg.init_state(vocab)
     prev = state.tracks.track_id.copy()
     highest = 0
@@ -156,7 +156,7 @@ def test_several_streams_share_one_model_with_independent_states(seg, vocab, fra
 @pytest.mark.timeout(1800)
 def test_state_size_constant_and_memory_bounded_over_2000_real_steps(vocab):
     seg = build_segmenter(tiny_config())
-    m = seg.config.tracker.memory_length
+    m = seg.config.model.memory_length
     frames = scene_frames(50, width=64, height=48)
     state = seg.init_state(vocab)
     sizes, highest = set(), 0

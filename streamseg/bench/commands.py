@@ -21,6 +21,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=30)
     p.add_argument("--sizes", default="640x360,1280x720", help="comma-separated WxH source sizes")
     p.add_argument("--soak", type=int, default=0, help="also run N frames and report RSS after 1000 and N")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch CPU threads (default: the config's model.threads; 0 = one per core)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_model)
 

@@ -36,7 +36,7 @@ def main(args: argparse.Namespace) -> int:
     if args.soak < 0:
         raise ConfigError("--soak must be >= 0")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, [f"model.threads={args.threads}"] if args.threads is not None else None)
     t0 = time.perf_counter()
     seg = build_segmenter(cfg, device=device)
     vocab = seg.vocabulary or build_vocabulary(list(SYNTHETIC_CLASSES), cfg.vocabulary.encoder,

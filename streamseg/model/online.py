@@ -79,12 +79,11 @@ class _FusedBackboneCache:
 
 
 class OnlineVIS(nn.Module):
-    def __init__(self, cfg: ModelConfig, memory_length: int | None = None) -> None:
-        """memory_length overrides cfg.memory_length (the segmenter passes tracker.memory_length)."""
+    def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
         dim, mask_dim = cfg.hidden_dim, cfg.mask_channels
-        self.memory_length = memory_length or cfg.memory_length
+        self.memory_length = cfg.memory_length
         self.backbone = build_backbone(cfg.backbone, cfg.pretrained)
         self.backbone.to(memory_format=torch.channels_last)
         self._fused_backbone = _FusedBackboneCache()  # rebuilt when the weights change

@@ -214,12 +214,14 @@ def build_segmenter(config: Config, checkpoint: str | None = None,
     The model's text encoder is the checkpoint's (recorded in it); any vocabulary from another
     encoder is refused with an error naming both.
     """
+    if config.model.threads > 0:
+        torch.set_num_threads(config.model.threads)  # process-wide: torch has no per-module setting
     path = checkpoint if checkpoint is not None else config.checkpoint
     data = load_checkpoint(path) if path else None  # a bad file fails before the model is built
     model_cfg = config.model
     if data is not None:
         model_cfg = dataclasses.replace(model_cfg, pretrained=False)  # the checkpoint brings the weights
-    model = OnlineVIS(model_cfg, memory_length=config.tracker.memory_length)
+    model = OnlineVIS(model_cfg)
     base_dir = Path(config.source_path).parent if config.source_path else None
     vocab = resolve_vocabulary(config.vocabulary, base_dir)
     if data is not None:

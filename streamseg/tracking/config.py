@@ -8,7 +8,6 @@ from streamseg.config_checks import require
 
 @dataclass
 class TrackerConfig:
-    memory_length: int = 16  # M: prototypes kept per slot (FIFO); the segmenter passes it to OnlineVIS
     birth_threshold: float = 0.5  # a free slot whose score reaches this becomes a new track
     keep_threshold: float = 0.3  # a track scoring below this (or with an empty mask) is missed this frame
     max_missed: int = 20  # D: consecutive missed frames after which a track ends and its slot is reset
@@ -21,7 +20,6 @@ class TrackerConfig:
     mask_threshold: float = 0.5  # sigmoid of a mask logit at/above which a pixel belongs to the mask
 
     def validate(self) -> None:
-        require(self.memory_length >= 1, "memory_length must be >= 1")
         require(0.0 <= self.keep_threshold <= self.birth_threshold <= 1.0,
                 "thresholds must satisfy 0 <= keep_threshold <= birth_threshold <= 1")
         require(self.max_missed >= 1, "max_missed must be >= 1")
