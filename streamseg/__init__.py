@@ -1,1 +1,26 @@
-"""streamseg."""
+"""streamseg: streaming online video instance segmentation.
+
+The public API. Everything here imports without torch; ``build_segmenter`` imports the model (and
+torch) when called, so subscribers and the CLI's light commands stay fast to start.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from streamseg.config import Config, load_config
+from streamseg.engine.pipeline import Engine
+from streamseg.interface import Frame, Instance, Segmenter, Tracks, Vocabulary
+from streamseg.sources import open_source
+from streamseg.transport import Publisher, Subscriber
+
+__all__ = [
+    "Config", "Engine", "Frame", "Instance", "Publisher", "Segmenter", "Subscriber", "Tracks", "Vocabulary",
+    "build_segmenter", "load_config", "open_source",
+]
+
+
+def build_segmenter(config: Config, checkpoint: str | None = None, device: Any = "cpu") -> Any:
+    """The model as a :class:`Segmenter` (see ``streamseg.model.segmenter.build_segmenter``)."""
+    from streamseg.model.segmenter import build_segmenter as build
+
+    return build(config, checkpoint, device)
