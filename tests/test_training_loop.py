@@ -130,3 +130,48 @@ def test_train_errors_are_one_line(synth: Path, tmp_path: Path, capsys) -> None:
     assert "--ratios has 1 values for 2 datasets" in capsys.readouterr().err
     assert cli_main(["train", "--config", TINY, "--data", str(synth), "--resume", str(tmp_path / "x.pt")]) == 2
     assert "--resume checkpoint not found" in capsys.readouterr().err
+
+
+def test_time_limit_stops_early_and_still_writes_the_model(tmp_path: Path) -> None:
+    from streamseg.training.distributed import DistInfo
+    from streamseg.training.loop import Trainer
+    from training_helpers import SceneClips, random_vocabulary
+
+    cfg = load_config(TINY, ["train.num_points=64", "train.clip_frames=1", "train.batch=1"])
+    clips = SceneClips([(1, 30)])
+    with one_torch_thread():
+        result = Trainer(cfg, clips, random_vocabulary(clips.names), tmp_path, DistInfo(), progress=False).run(
+            1000, max_seconds=0.0)
+    assert result.step == 1 and result.checkpoint.is_file()
+    log = _log(result.log)
+    assert log[0]["step"] == 1 and log[-1] == {**log[-1], "event": "end", "step": 1}
+
+
+def test_joint_batches_carry_unified_labels_and_each_datasets_class_mask(tmp_path: Path) -> None:
+    import numpy as np
+
+    from streamseg.training.clips import DatasetClips
+    from streamseg.training.synth_dataset import SynthSpec, write_synthetic
+
+    write_synthetic(SynthSpec(out=str(tmp_path), videos=2, val_videos=0, frames=4, width=96, height=64,
+                              instances=3, split=3))
+    cfg = load_config(TINY, ["train.clip_frames=2"])
+    clips = DatasetClips([str(tmp_path / f"train_{k}.json") for k in (1, 2, 3)], cfg, ratios=[1, 1, 0.75])
+    assert clips.names == ["disk", "square", "triangle", "ring", "cross"]
+    expected = {  # the split's taxonomies, as unified-class masks
+        ("disk", "square", "triangle"), ("square", "triangle", "ring"), ("ring", "cross", "disk")}
+    seen = set()
+    for step in range(6):
+        batch = clips.sample(np.random.default_rng([0, 0, step]), 2, 2)
+        assert batch.images.shape == (2, 2, 3, 64, 96) and batch.images.dtype == torch.uint8
+        for b in range(2):
+            allowed = {clips.names[k] for k in torch.nonzero(batch.class_mask[b]).flatten().tolist()}
+            seen.add(tuple(n for n in clips.names if n in allowed))
+            for frame in batch.targets:
+                tgt = frame[b]
+                assert {clips.names[k] for k in tgt.labels.tolist()} <= allowed
+                assert tgt.masks.shape[1:] == (64, 96) and tgt.masks.flatten(1).any(1).all()
+    assert seen <= {tuple(n for n in clips.names if n in e) for e in expected} and len(seen) >= 2
+    again = clips.sample(np.random.default_rng([0, 0, 3]), 2, 2)  # a step's batch is reproducible
+    first = clips.sample(np.random.default_rng([0, 0, 3]), 2, 2)
+    assert torch.equal(again.images, first.images)

@@ -15,7 +15,7 @@ import torch
 from streamseg.errors import ConfigError
 from streamseg.training.augment import ClipAugment
 from streamseg.training.datasets import Clip, YtvisClipDataset
-from streamseg.training.datasets_ytvis import load_ytvis, resolve_annotations
+from streamseg.training.datasets_ytvis import image_root_for, load_ytvis, resolve_annotations
 from streamseg.training.loop import ClipBatch
 from streamseg.training.losses import FrameTargets
 from streamseg.training.sampler import MultiDatasetSampler, default_ratios
@@ -49,7 +49,7 @@ class DatasetClips:
         self.datasets = [
             YtvisClipDataset(ds, num_frames=cfg.train.clip_frames, max_stride=cfg.train.max_stride,
                              seed=cfg.train.seed, transform=augment, unified_map=self.taxonomy.maps[name],
-                             name=name, image_root=_image_root(files[i]))
+                             name=name, image_root=image_root_for(files[i]))
             for i, (name, ds) in enumerate(loaded.items())
         ]
         for ds in self.datasets:
@@ -93,9 +93,3 @@ def clips_to_batch(clips: Sequence[Clip], class_mask: torch.Tensor | None = None
             frame.append(FrameTargets(labels=c.unified_ids[keep], masks=c.masks[keep, t], ids=c.instance_ids[keep]))
         targets.append(frame)
     return ClipBatch(images=images, targets=targets, class_mask=class_mask)
-
-
-def _image_root(annotation_file: Path) -> Path:
-    from streamseg.training.datasets_ytvis import image_root_for
-
-    return image_root_for(annotation_file)

@@ -21,10 +21,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="a dataset (folder or its JSON file); repeat for joint training "
                    "(default: train.datasets of the config)")
     p.add_argument("--ratios", default=None, metavar="R1,R2,...",
-                   help="sampling ratio per --data, e.g. 1,1,0.75 (default: train.ratios, else equal)")
+                   help="sampling ratio per --data, e.g. 1,1,0.75 (default: train.ratios, else equal; "
+                   "1,1,0.75 for three datasets, as the paper)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output folder for checkpoints and the log (default: runs/<config name>)")
     p.add_argument("--steps", type=int, default=None, metavar="N", help="total steps (overrides train.steps)")
+    p.add_argument("--max-minutes", type=float, default=None, metavar="M",
+                   help="stop after M minutes of training (checkpoints are written as at the end)")
     p.add_argument("--resume", default=None, metavar="CKPT",
                    help="continue from a checkpoint written by train (step_*.pt or last.pt)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -32,7 +35,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="torch CPU threads per process (1 is fastest on a busy machine)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.lr=3e-4 (repeatable)")
+                   help="override a config value, e.g. --set train.lr=0.0003 (repeatable)")
     p.set_defaults(func=_train)
     add_data_parser(sub)
 
@@ -58,6 +61,7 @@ def _train(args: argparse.Namespace) -> int:
         config_path=args.config, overrides=args.set, data=args.data, ratios=_parse_ratios(args.ratios),
         out=args.out, steps=args.steps, resume=args.resume, device=args.device,
         progress=not args.no_progress, threads=args.threads,
+        max_minutes=args.max_minutes,
     )
     if result is not None:
         first = f"{result.first_loss:.4f}" if result.first_loss is not None else "-"

@@ -7,6 +7,7 @@ Only rank 0 logs, shows progress and writes checkpoints.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -72,6 +73,9 @@ def wrap_ddp(module: nn.Module, info: DistInfo) -> nn.Module:
     """
     if not info.distributed:
         return module
+    # The channels_last backbone's depthwise weights (C_in = 1) have strides that differ from the
+    # bucket's but the same memory layout: DDP's stride warning about them is noise.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     ids = [info.device.index] if info.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
 

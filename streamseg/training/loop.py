@@ -17,13 +17,13 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from streamseg.errors import CheckpointError, ConfigError
+from streamseg.errors import CheckpointError
 from streamseg.interface import Vocabulary
 from streamseg.training.distributed import DistInfo, all_reduce_mean, barrier, wrap_ddp
 from streamseg.training.losses import FrameTargets, LossWeights, VideoCriterion
@@ -117,9 +117,10 @@ class Trainer:
             outputs = self.ddp(images, self.text_emb)
         terms = self.criterion(outputs, batch.targets, class_mask=class_mask)
         loss = terms["total"]
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {float(loss)} at step {self.step}")
         self.optimizer.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss) and self.scaler is None:  # (fp16 overflows are the scaler's job)
+            raise FloatingPointError(f"training diverged: loss is {float(loss)} at step {self.step} "
+                                     f"(lower train.lr or raise train.warmup)")
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
@@ -145,13 +146,17 @@ class Trainer:
         return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
 
     # ------------------------------------------------------------------ the run
-    def run(self, total_steps: int) -> TrainResult:
+    def run(self, total_steps: int, max_seconds: float | None = None) -> TrainResult:
+        """Train up to ``total_steps`` (or until ``max_seconds`` of training have passed: a bounded
+        run on a CPU still ends with its checkpoints written)."""
         from tqdm import tqdm
 
         t = self.tcfg
         log_path = self.out / t.log
         if self.info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
+            if self.step == 0:
+                log_path.write_text("")  # a fresh run starts a fresh log; a resumed one appends
         start_step = self.step
         bar = tqdm(total=total_steps, initial=start_step, disable=not self.progress, unit="step",
                    dynamic_ncols=True, desc="train")
@@ -165,7 +170,8 @@ class Trainer:
                 values = self.train_step(batch)
                 window.append(values)
                 bar.update(1)
-                if self.step % t.log_every == 0 or self.step == total_steps or self.step == start_step + 1:
+                time_up = max_seconds is not None and self._time_is_up(time.perf_counter() - t_start, max_seconds)
+                if self.step % t.log_every == 0 or self.step == total_steps or self.step == start_step + 1 or time_up:
                     mean = {k: float(np.mean([v[k] for v in window])) for k in window[0]}
                     mean = all_reduce_mean(mean, self.info)
                     now = time.perf_counter()
@@ -184,6 +190,8 @@ class Trainer:
                 if self.step % t.checkpoint_every == 0 and self.step < total_steps:
                     self.save(self.out / f"step_{self.step:07d}.pt", with_state=True)
                     self._prune_checkpoints()
+                if time_up:
+                    break
         finally:
             bar.close()
         self.save(self.out / "last.pt", with_state=True)
@@ -196,6 +204,13 @@ class Trainer:
                 fh.write(json.dumps(summary) + "\n")
         return TrainResult(self.step, final, log_path, seconds, first_loss, last_loss,
                            bool(summary["ranks_in_sync"]))
+
+    def _time_is_up(self, elapsed: float, limit: float) -> bool:
+        """Every rank stops at the same step: rank clocks differ, so they agree on it."""
+        up = torch.tensor([1.0 if elapsed >= limit else 0.0], device=self.info.device)
+        if self.info.distributed:
+            dist.all_reduce(up, op=dist.ReduceOp.MAX)
+        return bool(up.item() > 0)
 
     def _end_summary(self, start_step: int, seconds: float) -> dict[str, Any]:
         """The run's last log record: steps done by every rank and whether their weights are
@@ -289,17 +304,3 @@ class Trainer:
         periodic = sorted(self.out.glob("step_*.pt"))
         for old in periodic[:-keep]:
             old.unlink(missing_ok=True)
-
-
-def unify_names(vocabularies: Sequence[Sequence[str]]) -> list[str]:
-    """The unified taxonomy: the union of the datasets' names, deduplicated by text (case and
-    surrounding spaces ignored), in order of first appearance."""
-    seen: dict[str, str] = {}
-    for names in vocabularies:
-        for name in names:
-            key = " ".join(name.lower().split())
-            if key not in seen:
-                seen[key] = name.strip()
-    if not seen:
-        raise ConfigError("the training datasets have no categories")
-    return list(seen.values())

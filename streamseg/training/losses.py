@@ -137,7 +137,11 @@ def _layers(out: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 class VideoCriterion:
-    """Loss of a clip decoded online (a list of per-frame StepOutputs) against per-frame targets."""
+    """Loss of a clip decoded online (a list of per-frame StepOutputs) against per-frame targets.
+
+    Every decoder layer keeps its own video assignment over the clip (as GenVIS matches each
+    layer), so deep supervision does not force an early layer into the last layer's choices.
+    """
 
     def __init__(self, weights: LossWeights | None = None, costs: MatchCosts | None = None) -> None:
         self.weights = weights or LossWeights()
@@ -208,7 +212,8 @@ class VideoCriterion:
         """BCE and dice over every matched pair of the batch; targets may differ in size per video."""
         sizes = {tuple(m.shape[-2:]) for m in tgt_masks if m.shape[0]}
         if len(sizes) <= 1:
-            tgt = torch.cat(tgt_masks) if tgt_masks else src.new_zeros((0, 1, 1))
+            filled = [m for m in tgt_masks if m.shape[0]]
+            tgt = torch.cat(filled) if filled else src.new_zeros((0, 1, 1), dtype=torch.bool)
             return mask_losses(src, tgt, num_masks, self.weights)
         bce_sum, dice_sum, start = 0.0, 0.0, 0
         for m in tgt_masks:

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 
-def point_sample(masks: torch.Tensor, coords: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
-    """Sample ``masks`` [N, H, W] at ``coords`` [N, P, 2] ((x, y) in [0, 1]) -> [N, P].
+def point_sample(masks: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Bilinearly sample ``masks`` [N, H, W] at ``coords`` [N, P, 2] ((x, y) in [0, 1]) -> [N, P].
 
     Coordinates are continuous over the image (align_corners=False), so the same point hits the
     same place of a stride-4 prediction and of a full-resolution target.
@@ -19,7 +19,7 @@ def point_sample(masks: torch.Tensor, coords: torch.Tensor, mode: str = "bilinea
     grid = (2.0 * coords - 1.0).unsqueeze(1)  # N x 1 x P x 2
     # border padding: a point in the outer half-pixel takes the edge value, not a fade to 0
     out = F.grid_sample(
-        masks.unsqueeze(1), grid.to(masks.dtype), mode=mode, padding_mode="border", align_corners=False
+        masks.unsqueeze(1), grid.to(masks.dtype), mode="bilinear", padding_mode="border", align_corners=False
     )
     return out[:, 0, 0, :]
 

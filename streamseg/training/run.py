@@ -20,6 +20,7 @@ def run_training(
     device: str | None = None,
     progress: bool = True,
     threads: int | None = None,
+    max_minutes: float | None = None,
 ) -> TrainResult | None:
     """Train as the CLI asks; returns the result on rank 0 (None on the other ranks)."""
     from streamseg.config import load_config
@@ -35,6 +36,8 @@ def run_training(
         if threads < 1:
             raise ConfigError("--threads must be >= 1")
         torch.set_num_threads(threads)
+    if max_minutes is not None and max_minutes <= 0:
+        raise ConfigError("--max-minutes must be > 0")
     overrides = list(overrides)
     if steps is not None:
         if steps < 1:
@@ -71,7 +74,7 @@ def run_training(
         if trainer.step >= cfg.train.steps:
             raise ConfigError(f"nothing to do: the checkpoint is at step {trainer.step} and train.steps is "
                               f"{cfg.train.steps} (raise --steps)")
-        result = trainer.run(cfg.train.steps)
+        result = trainer.run(cfg.train.steps, None if max_minutes is None else max_minutes * 60.0)
         return result if info.is_main else None
     finally:
         shutdown(info)
