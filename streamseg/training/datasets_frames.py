@@ -18,7 +18,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
     p = Path(path)
     try:
         with Image.open(p) as img:
-            return np.asarray(img.convert("RGB"))
+            return np.array(img.convert("RGB"))  # a writable copy (torch.from_numpy needs one)
     except FileNotFoundError:
         raise DatasetError(f"frame not found: {p}") from None
     except (UnidentifiedImageError, OSError):
