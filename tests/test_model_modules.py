@@ -19,16 +19,6 @@ from streamseg.model.pixel_decoder import build_pixel_decoder
 from streamseg.model.taxonomy import TaxonomyCompilation, TaxonomyInjection
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these tensors are tiny, and on a shared 2-core machine OpenMP's
-    spinning threads cost more than they help. Restored afterwards for other test modules."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

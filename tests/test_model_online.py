@@ -14,16 +14,6 @@ from streamseg.model.online import OnlineVIS
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these tensors are tiny, and on a shared 2-core machine OpenMP's
-    spinning threads cost more than they help. Restored afterwards for other test modules."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def cfg():
     return load_config(CONFIGS / "tiny-test.yaml").model
