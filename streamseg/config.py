@@ -158,6 +158,11 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
             raise ConfigError(f"config: {name} must be an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config: {name} must be a number, got {value!r}")
         return float(value)

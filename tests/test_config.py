@@ -22,7 +22,8 @@ def test_defaults_without_file():
 
 def test_yaml_values_and_override(tmp_path):
     p = write(tmp_path, "tracker:\n  birth_threshold: 0.6\nengine:\n  status_hz: 2\n")
-    cfg = load_config(p, overrides=["tracker.max_missed=7", "engine.publish=ipc:///tmp/x"])
+    cfg = load_config(p, overrides=["tracker.max_missed=7", "engine.publish=ipc:///tmp/x", "train.lr=1e-3"])
+    assert cfg.train.lr == 0.001
     assert cfg.tracker.birth_threshold == 0.6
     assert cfg.engine.status_hz == 2.0 and isinstance(cfg.engine.status_hz, float)
     assert cfg.tracker.max_missed == 7
@@ -37,6 +38,7 @@ def test_yaml_values_and_override(tmp_path):
         ("tracker:\n  max_missed: four\n", "tracker.max_missed must be an integer"),
         ("tracker:\n  max_missed: 0\n", "tracker.max_missed must be >= 1"),
         ("engine:\n  realtime: 3\n", "engine.realtime must be true or false"),
+        ("engine:\n  status_hz: fast\n", "engine.status_hz must be a number"),
         ("tracker: [1, 2]\n", "tracker must be a mapping"),
         ("tracker: {max_missed: 4\n", "not valid YAML"),
     ],
