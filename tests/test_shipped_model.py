@@ -1,0 +1,56 @@
+"""The shipped CPU model (configs/cpu-mobilenet.yaml's default checkpoint) really segments and tracks
+the demo's scene: the regression test for the weights that `make demo` publishes."""
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamseg import build_segmenter, load_config
+from streamseg.interface import Frame
+from streamseg.sources.synthetic_scene import SceneConfig, SyntheticScene
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    return build_segmenter(load_config(ROOT / "configs/cpu-mobilenet.yaml"))
+
+
+def test_shipped_checkpoint_is_the_configs_default_and_carries_its_vocabulary(segmenter):
+    cfg = load_config(ROOT / "configs/cpu-mobilenet.yaml")
+    assert Path(cfg.checkpoint).is_file() and Path(cfg.checkpoint).stat().st_size <= 30 * 2**20
+    assert segmenter.vocabulary.names == ["disk", "square", "triangle", "ring", "cross"]
+
+
+def test_shipped_model_segments_and_tracks_the_demo_scene(segmenter):
+    scene = SyntheticScene(SceneConfig(seed=7, width=640, height=360))
+    state = segmenter.init_state()
+    matches: dict[int, list[tuple[float, str, int]]] = defaultdict(list)  # truth id -> per frame
+    labels: dict[int, str] = {}
+    for index in range(30):
+        image, truth = scene.render(index)
+        tracks = segmenter.step(state, Frame(image, index, None, 0, truth=truth))
+        assert all(inst.mask.shape == (360, 640) and inst.mask.dtype == bool for inst in tracks.instances)
+        if index < 10:  # let the tracks be born
+            continue
+        for t in truth:
+            labels[t.instance_id] = t.label
+            scored = [(iou(t.mask, inst.mask), inst.label, inst.track_id) for inst in tracks.instances]
+            matches[t.instance_id].append(max(scored, default=(0.0, "", -1)))
+    # An instance is "tracked" when every frame matches it with IoU >= 0.7, the right label and one
+    # track id throughout.
+    tracked = [
+        tid for tid, per_frame in matches.items()
+        if len(per_frame) == 20
+        and all(m[0] >= 0.7 and m[1] == labels[tid] for m in per_frame)
+        and len({m[2] for m in per_frame}) == 1
+    ]
+    assert len(tracked) >= 3, {tid: per_frame[-1] for tid, per_frame in matches.items()}
+    assert len({matches[tid][0][2] for tid in tracked}) == len(tracked)  # distinct ids
