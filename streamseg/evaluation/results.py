@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streamseg.training.datasets_ytvis import DatasetError, Rle, YtvisDataset, rle_to_json, to_rle
+from streamseg.training.datasets_ytvis import DatasetError, Rle, YtvisDataset, read_json_file, rle_to_json, to_rle
 
 
 @dataclass
@@ -67,11 +67,4 @@ def parse_results(data: Any, gt: YtvisDataset, name: str = "results") -> list[Tu
 
 
 def read_results(path: str | Path, gt: YtvisDataset) -> list[TubeResult]:
-    p = Path(path)
-    if not p.is_file():
-        raise DatasetError(f"results file not found: {p}")
-    try:
-        data = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{p} is not valid JSON ({exc.__class__.__name__})") from None
-    return parse_results(data, gt, str(p))
+    return parse_results(read_json_file(path, "results file"), gt, str(path))

@@ -127,16 +127,21 @@ def rle_to_json(rle: Rle | None) -> dict[str, Any] | None:
 # --- reading -------------------------------------------------------------------------------------
 
 
+def read_json_file(path: str | Path, what: str) -> Any:
+    """A JSON file's content, or a one-line DatasetError naming ``what`` is missing or malformed."""
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError(f"{what} not found: {p}")
+    try:
+        return json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{p} is not valid JSON ({exc.__class__.__name__} at {getattr(exc, 'pos', '?')})") from None
+
+
 def load_ytvis(path: str | Path) -> YtvisDataset:
     """Read a YouTube-VIS / OVIS / UVO JSON file (annotations optional: test splits have none)."""
     p = Path(path)
-    if not p.is_file():
-        raise DatasetError(f"annotation file not found: {p}")
-    try:
-        data = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{p} is not valid JSON ({exc.__class__.__name__} at {getattr(exc, 'pos', '?')})") from None
-    ds = parse_ytvis(data, str(p))
+    ds = parse_ytvis(read_json_file(p, "annotation file"), str(p))
     ds.path = str(p)
     return ds
 
