@@ -32,5 +32,8 @@ fi
 ln -sfn "$venv" .venv
 # Run the check from / so that the cwd does not shadow the installed package.
 if [ ! -x .venv/bin/streamseg ] || ! (cd / && "$root/.venv/bin/python" -c "import streamseg, sys; sys.exit(0 if streamseg.__file__.startswith('$root/') else 1)") 2>/dev/null; then
-  .venv/bin/pip install -q --no-deps --no-build-isolation -e .
+  # The venv is shared by every clone on the machine: point its editable install at this one.
+  log=$(mktemp)
+  .venv/bin/pip install -q --no-deps --no-build-isolation -e . >"$log" 2>&1 || { cat "$log"; exit 1; }
+  rm -f "$log"
 fi
