@@ -77,6 +77,9 @@ def message_record(message: Message, now_ns: int | None = None) -> dict[str, Any
             "fps_out": message.fps_out,
             "dropped": message.dropped,
             "wire_dropped": message.wire_dropped,
+            "frames_in": message.frames_in,
+            "frames_out": message.frames_out,
+            "error": message.error,
             "latency_ms": message.latency_ms,
         }
     return {"type": "eos", "stream": message.stream, "epoch": message.epoch, "seq": message.seq,
