@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from kernels.bench import HEAD_DIM, HEADS, shapes
+from streamseg.bench.kernels import HEAD_DIM, HEADS, shapes
 
 ELEM = 2          # fp16 / bf16 bytes
 H100_SMS = 132

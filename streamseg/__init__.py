@@ -20,7 +20,7 @@ __all__ = [
 
 
 def build_segmenter(config: Config, checkpoint: str | None = None, device: Any = "cpu") -> Any:
-    """The model as a :class:`Segmenter` (see ``streamseg.model.segmenter.build_segmenter``)."""
-    from streamseg.model.segmenter import build_segmenter as build
+    """The model as a :class:`Segmenter` (see ``streamseg.predictor.segmenter.build_segmenter``)."""
+    from streamseg.predictor.segmenter import build_segmenter as build
 
     return build(config, checkpoint, device)

@@ -12,7 +12,7 @@ def build_parser() -> argparse.ArgumentParser:
     from streamseg.bench import commands as bench_commands
     from streamseg.engine import commands as engine_commands
     from streamseg.evaluation import commands as eval_commands
-    from streamseg.model import commands as model_commands
+    from streamseg.vocab import commands as vocab_commands
     from streamseg.training import commands as train_commands
     from streamseg.transport import commands as transport_commands
 
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     engine_commands.add_parsers(sub)  # run
     transport_commands.add_parsers(sub)  # subscribe
-    model_commands.add_parsers(sub)  # vocab
+    vocab_commands.add_parsers(sub)  # vocab
     train_commands.add_parsers(sub)  # train, data
     eval_commands.add_parsers(sub)  # eval, eval-json
     bench_commands.add_parsers(sub)  # bench engine|model|kernels

@@ -7,8 +7,8 @@ import numpy as np
 
 from streamseg.config import Config, load_config
 from streamseg.interface import Frame, Vocabulary
-from streamseg.model.text_encoders import MINILM_ID
-from streamseg.sources.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
+from streamseg.vocab.encoders import MINILM_ID
+from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "tiny-test.yaml"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from engine_helpers import iou, start_cli
-from streamseg.sources.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
+from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
 from streamseg.transport import Subscriber
 
 SCENE = dict(seed=3, width=320, height=180, instances=5)

@@ -6,7 +6,7 @@ import pytest
 
 from streamseg.errors import ConfigError
 from streamseg.training.sampler import MultiDatasetSampler
-from streamseg.training.taxonomy import build_taxonomy, load_aliases, normalise_name
+from streamseg.training.unified_classes import build_taxonomy, load_aliases, normalise_name
 
 
 def test_default_ratios_hold_statistically():

@@ -6,7 +6,7 @@ from streamseg.engine.overlay import TextRenderer, draw_overlay, track_colour
 from streamseg.engine.status import StreamStatus, terminal_line
 from streamseg.engine.timings import RateMeter, StageTimings
 from streamseg.interface import Frame, Tracks, Vocabulary
-from streamseg.sources.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
+from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
 from streamseg.transport import decode, encode_status
 
 

@@ -13,9 +13,9 @@ from streamseg.evaluation.online import run_online, run_video
 from streamseg.evaluation.results import read_results, write_results
 from streamseg.evaluation.ytvis import evaluate
 from streamseg.interface import Instance, Tracks, Vocabulary
-from streamseg.training.datasets_frames import write_jpeg
-from streamseg.training.datasets_ytvis import DatasetError, decode_rle, dataset_to_json, image_root_for, load_ytvis
-from streamseg.training.synth_dataset import SynthSpec, write_synthetic
+from streamseg.data.frames import write_jpeg
+from streamseg.data.ytvis import DatasetError, decode_rle, dataset_to_json, image_root_for, load_ytvis
+from streamseg.data.synth import SynthSpec, write_synthetic
 from tests.eval_helpers import make_gt, rect, result
 
 

@@ -9,7 +9,7 @@ import pytest
 from pycocotools import mask as coco_mask
 
 from engine_helpers import ROOT, iou, start_cli, subprocess_env
-from streamseg.sources.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
+from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
 
 SCENE = dict(seed=5, width=320, height=180, instances=5)
 URI = "synthetic://?seed={seed}&fps=30&width={width}&height={height}&instances={instances}".format(**SCENE)

@@ -191,7 +191,7 @@ def test_importing_kernels_does_not_define_triton_kernels():
 
 
 def test_bench_without_cuda_says_so_and_exits_zero(capsys):
-    from kernels.bench import main
+    from streamseg.bench.kernels import main
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the benchmark would run for real")

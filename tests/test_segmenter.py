@@ -9,7 +9,7 @@ from segmenter_helpers import box_of, random_vocabulary, scene_frames, tiny_conf
 
 from streamseg.errors import ConfigError
 from streamseg.interface import Segmenter
-from streamseg.model.segmenter import build_segmenter
+from streamseg.predictor.segmenter import build_segmenter
 from streamseg.tracking.lifecycle import FREE, TrackLifecycle
 
 COMPONENTS = {"backbone", "pixel_decoder", "tcm", "decoder", "tracker", "postprocess"}
@@ -176,7 +176,7 @@ def test_state_size_constant_and_memory_bounded_over_2000_real_steps(vocab):
 @pytest.mark.parametrize("low,full", [((64, 112), (720, 1280)), ((25, 37), (100, 150)), ((16, 16), (7, 9)),
                                       ((64, 112), (64, 112))])
 def test_paste_mask_equals_whole_frame_bilinear_upsampling(low, full):
-    from streamseg.model.segmenter import paste_mask
+    from streamseg.predictor.postprocess import paste_mask
 
     gen = torch.Generator().manual_seed(sum(low) + sum(full))
     for offset in (-3.0, -1.0, 1.0):  # small, medium, frame-filling masks (both code paths)

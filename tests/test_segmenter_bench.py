@@ -4,7 +4,7 @@ import json
 from segmenter_helpers import TINY_CONFIG, random_vocabulary
 
 from streamseg.cli import main
-from streamseg.model.vocabulary import save_vocabulary
+from streamseg.vocab.files import save_vocabulary
 
 
 def test_bench_model_json_report(tmp_path, capsys):

@@ -8,9 +8,9 @@ import torch
 from segmenter_helpers import random_vocabulary, scene_frames, tiny_config
 
 from streamseg.errors import CheckpointError, ConfigError
-from streamseg.model.checkpoint import load_checkpoint, save_checkpoint
-from streamseg.model.segmenter import build_segmenter
-from streamseg.model.vocabulary import save_vocabulary
+from streamseg.predictor.checkpoint import load_checkpoint, save_checkpoint
+from streamseg.predictor.segmenter import build_segmenter
+from streamseg.vocab.files import save_vocabulary
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 from streamseg import build_segmenter, load_config
 from streamseg.interface import Frame
-from streamseg.sources.synthetic_scene import SceneConfig, SyntheticScene
+from streamseg.data.synthetic_scene import SceneConfig, SyntheticScene
 
 ROOT = Path(__file__).resolve().parents[1]
 

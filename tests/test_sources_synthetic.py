@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from streamseg.sources.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
+from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
 
 
 def test_render_is_deterministic_and_random_access():

@@ -6,7 +6,7 @@ import pytest
 
 from streamseg.errors import SourceError
 from streamseg.sources import SourceOptions, open_source
-from streamseg.sources.synthetic_scene import SceneConfig, SyntheticScene
+from streamseg.data.synthetic_scene import SceneConfig, SyntheticScene
 
 
 def test_unpaced_synthetic_source_matches_the_scene():

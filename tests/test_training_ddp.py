@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_ddp_two_cpu_processes_train_in_lockstep(tmp_path: Path, free_port: int) -> None:
-    from streamseg.model.checkpoint import load_checkpoint, load_weights
+    from streamseg.predictor.checkpoint import load_checkpoint, load_weights
     from streamseg.model.online import OnlineVIS
 
     write_tiny_synth(tmp_path / "synth")

@@ -91,7 +91,7 @@ def _log(path: Path) -> list[dict]:
 
 
 def test_train_writes_checkpoints_and_resume_replays_exactly(synth: Path, tmp_path: Path) -> None:
-    from streamseg.model.checkpoint import load_checkpoint, load_weights
+    from streamseg.predictor.checkpoint import load_checkpoint, load_weights
     from streamseg.model.online import OnlineVIS
 
     full, resumed = tmp_path / "full", tmp_path / "resumed"
@@ -151,7 +151,7 @@ def test_joint_batches_carry_unified_labels_and_each_datasets_class_mask(tmp_pat
     import numpy as np
 
     from streamseg.training.clips import DatasetClips
-    from streamseg.training.synth_dataset import SynthSpec, write_synthetic
+    from streamseg.data.synth import SynthSpec, write_synthetic
 
     write_synthetic(SynthSpec(out=str(tmp_path), videos=2, val_videos=0, frames=4, width=96, height=64,
                               instances=3, split=3))

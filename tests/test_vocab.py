@@ -6,11 +6,11 @@ from segmenter_helpers import random_vocabulary, run_cli, scene_frames, tiny_con
 from streamseg.cli import main
 from streamseg.config import load_config
 from streamseg.errors import ConfigError
-from streamseg.model import vocabulary as vocabulary_module
-from streamseg.model.segmenter import build_segmenter
-from streamseg.model.text_encoders import (MINILM_ID, OpenClipEncoder, encode_names, encoder_id_for_spec,
+from streamseg.vocab import files as vocabulary_module
+from streamseg.predictor.segmenter import build_segmenter
+from streamseg.vocab.encoders import (MINILM_ID, OpenClipEncoder, encode_names, encoder_id_for_spec,
                                            parse_encoder_spec)
-from streamseg.model.vocabulary import (build_vocabulary, load_vocabulary, resolve_vocabulary,
+from streamseg.vocab.files import (build_vocabulary, load_vocabulary, resolve_vocabulary,
                                         save_vocabulary)
 
 
@@ -142,7 +142,7 @@ def test_cache_is_keyed_by_encoder_templates_and_names(tiny_clip, tmp_path, monk
     def no_encoder(spec):
         raise AssertionError("the encoder must not be built on a cache hit")
 
-    monkeypatch.setattr("streamseg.model.text_encoders.make_encoder", no_encoder)
+    monkeypatch.setattr("streamseg.vocab.encoders.make_encoder", no_encoder)
     again = build_vocabulary(["cat", "dog"], spec, ["a {}."], cache_dir=tmp_path)
     assert np.array_equal(again.embeddings, first.embeddings) and again.encoder_id == first.encoder_id
     for names, templates in ((["cat", "cow"], ["a {}."]), (["cat", "dog"], ["the {}."])):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from streamseg.sources.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
+from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
 from streamseg.training.losses import FrameTargets
 from streamseg.training.loop import ClipBatch
 
@@ -61,7 +61,7 @@ class one_torch_thread:
 
 def write_tiny_synth(out) -> None:
     """A tiny synthetic YouTube-VIS dataset (3 training videos, 1 held out) for CLI runs."""
-    from streamseg.training.synth_dataset import SynthSpec, write_synthetic
+    from streamseg.data.synth import SynthSpec, write_synthetic
 
     write_synthetic(SynthSpec(out=str(out), videos=3, val_videos=1, frames=6, width=96, height=64, instances=2))
 

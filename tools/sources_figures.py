@@ -23,7 +23,7 @@ sys.path[:0] = [os.path.join(_ROOT, "tests"), _ROOT]  # the RTSP test server; st
 from sources_helpers import RtspTestServer  # noqa: E402
 
 from streamseg.sources import SourceOptions, open_source  # noqa: E402
-from streamseg.sources.synthetic_scene import SceneConfig, SyntheticScene  # noqa: E402
+from streamseg.data.synthetic_scene import SceneConfig, SyntheticScene  # noqa: E402
 
 
 def free_port() -> int:

@@ -44,6 +44,6 @@ def _model(args: argparse.Namespace) -> int:
 
 
 def _kernels(args: argparse.Namespace) -> int:
-    from kernels.bench import main
+    from streamseg.bench.kernels import main
 
     return main(json_output=args.json)

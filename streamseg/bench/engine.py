@@ -95,7 +95,7 @@ def run_bench(frames: int, width: int, height: int, instances: int) -> dict:
     from streamseg.engine.ground_truth import GroundTruthSegmenter
     from streamseg.engine.pipeline import Engine, StreamSpec
     from streamseg.interface import Vocabulary
-    from streamseg.sources.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
+    from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
     from streamseg.transport import protocol
     from streamseg.transport.publisher import Publisher
 

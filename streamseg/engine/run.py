@@ -116,16 +116,16 @@ def _record_paths(record: str | None, stream_ids: list[str]) -> dict[str, str]:
 def _build_segmenter(cfg: Config, args: argparse.Namespace) -> tuple[Any, Vocabulary]:
     if args.segmenter == "ground-truth":
         from streamseg.engine.ground_truth import GroundTruthSegmenter
-        from streamseg.sources.synthetic_scene import SYNTHETIC_CLASSES
+        from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES
 
         # A source without ground truth fails its stream at the first frame (one-line error).
         return GroundTruthSegmenter(), Vocabulary(names=list(SYNTHETIC_CLASSES))
 
-    from streamseg.model.segmenter import build_segmenter  # the SEGMENTER engineer's contract
+    from streamseg.predictor.segmenter import build_segmenter  # the SEGMENTER engineer's contract
 
     segmenter = build_segmenter(cfg, args.checkpoint or cfg.checkpoint)
     if args.vocab:
-        from streamseg.model.vocabulary import load_vocabulary
+        from streamseg.vocab.files import load_vocabulary
 
         vocabulary = load_vocabulary(args.vocab)
     else:

@@ -40,7 +40,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def _eval_json(args: argparse.Namespace) -> int:
     from streamseg.evaluation.results import read_results
     from streamseg.evaluation.ytvis import evaluate, format_stats
-    from streamseg.training.datasets_ytvis import load_ytvis
+    from streamseg.data.ytvis import load_ytvis
 
     gt = load_ytvis(args.gt)
     results = read_results(args.results, gt)
@@ -59,9 +59,9 @@ def _eval(args: argparse.Namespace) -> int:
     from streamseg.evaluation.online import restrict, run_online
     from streamseg.evaluation.results import write_results
     from streamseg.evaluation.ytvis import evaluate, format_stats
-    from streamseg.model.segmenter import build_segmenter
-    from streamseg.model.vocabulary import build_vocabulary
-    from streamseg.training.datasets_ytvis import image_root_for, load_ytvis, resolve_annotations
+    from streamseg.predictor.segmenter import build_segmenter
+    from streamseg.vocab.files import build_vocabulary
+    from streamseg.data.ytvis import image_root_for, load_ytvis, resolve_annotations
 
     if args.max_videos is not None and args.max_videos < 1:
         raise ConfigError("--max-videos must be >= 1")

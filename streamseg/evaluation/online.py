@@ -18,8 +18,8 @@ import numpy as np
 
 from streamseg.evaluation.results import TubeResult
 from streamseg.interface import Frame, Segmenter, TruthInstance, Vocabulary
-from streamseg.training.datasets_frames import read_rgb
-from streamseg.training.datasets_ytvis import Annotation, DatasetError, Rle, Video, YtvisDataset, decode_rle, encode_mask
+from streamseg.data.frames import read_rgb
+from streamseg.data.ytvis import Annotation, DatasetError, Rle, Video, YtvisDataset, decode_rle, encode_mask
 
 
 @dataclass

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streamseg.training.datasets_ytvis import DatasetError, Rle, YtvisDataset, read_json_file, rle_to_json, to_rle
+from streamseg.data.ytvis import DatasetError, Rle, YtvisDataset, read_json_file, rle_to_json, to_rle
 
 
 @dataclass

@@ -22,7 +22,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from streamseg.evaluation.results import TubeResult
-from streamseg.training.datasets_ytvis import DatasetError, Rle, YtvisDataset
+from streamseg.data.ytvis import DatasetError, Rle, YtvisDataset
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)

@@ -84,7 +84,7 @@ class ModelConfig:
 
 @dataclass
 class VocabularyConfig:
-    """What the model recognises (section owned by the SEGMENTER engineer: streamseg/model/vocabulary.py)."""
+    """What the model recognises (section owned by the SEGMENTER engineer: streamseg/vocab/files.py)."""
 
     names: list[str] = field(default_factory=list)
     file: str | None = None  # a vocabulary file written by `streamseg vocab build`

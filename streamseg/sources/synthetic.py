@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from streamseg.errors import SourceError
 from streamseg.interface import Frame
 from streamseg.sources.base import SourceOptions
-from streamseg.sources.synthetic_scene import SceneConfig, SyntheticScene
+from streamseg.data.synthetic_scene import SceneConfig, SyntheticScene
 from streamseg.sources.uri_params import parse_params, require_positive
 
 _SPEC = {"seed": int, "fps": float, "width": int, "height": int, "instances": int, "noise": float,

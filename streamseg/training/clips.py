@@ -15,11 +15,11 @@ import torch
 from streamseg.errors import ConfigError
 from streamseg.training.augment import ClipAugment
 from streamseg.training.datasets import Clip, YtvisClipDataset
-from streamseg.training.datasets_ytvis import image_root_for, load_ytvis, resolve_annotations
+from streamseg.data.ytvis import image_root_for, load_ytvis, resolve_annotations
 from streamseg.training.loop import ClipBatch
 from streamseg.training.losses import FrameTargets
 from streamseg.training.sampler import MultiDatasetSampler, default_ratios
-from streamseg.training.taxonomy import taxonomy_of
+from streamseg.training.unified_classes import taxonomy_of
 
 
 def crop_size(cfg: Any) -> tuple[int, tuple[int, int]]:

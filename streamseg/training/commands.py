@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from streamseg.training.data_commands import add_data_parser
+from streamseg.data.commands import add_data_parser
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

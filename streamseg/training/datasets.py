@@ -13,8 +13,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from streamseg.training.datasets_frames import read_rgb
-from streamseg.training.datasets_ytvis import DatasetError, YtvisDataset, decode_rle, image_root_for, load_ytvis
+from streamseg.data.frames import read_rgb
+from streamseg.data.ytvis import DatasetError, YtvisDataset, decode_rle, image_root_for, load_ytvis
 
 
 @dataclass

@@ -233,7 +233,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: Path, with_state: bool) -> None:
         """Rank 0 writes; every rank takes part (RNG states are gathered), then all wait."""
-        from streamseg.model.checkpoint import save_checkpoint
+        from streamseg.predictor.checkpoint import save_checkpoint
 
         extra = {"train_state": self._train_state()} if with_state else None
         if self.info.is_main:
@@ -267,7 +267,7 @@ class Trainer:
 
     def resume(self, path: str | Path) -> None:
         """Restore model, optimiser, scheduler, step and RNG from a checkpoint with training state."""
-        from streamseg.model.checkpoint import load_checkpoint, load_weights
+        from streamseg.predictor.checkpoint import load_checkpoint, load_weights
 
         data = load_checkpoint(path)
         state = data.get("train_state")

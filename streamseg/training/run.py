@@ -24,8 +24,8 @@ def run_training(
 ) -> TrainResult | None:
     """Train as the CLI asks; returns the result on rank 0 (None on the other ranks)."""
     from streamseg.config import load_config
-    from streamseg.model.vocabulary import build_vocabulary, check_vocabulary
-    from streamseg.model.text_encoders import encoder_id_for_spec
+    from streamseg.vocab.files import build_vocabulary, check_vocabulary
+    from streamseg.vocab.encoders import encoder_id_for_spec
     from streamseg.training.clips import DatasetClips
     from streamseg.training.distributed import barrier, init_distributed, shutdown
     from streamseg.training.loop import Trainer

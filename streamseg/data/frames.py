@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from streamseg.training.datasets_ytvis import DatasetError
+from streamseg.data.ytvis import DatasetError
 
 
 def read_rgb(path: str | Path) -> np.ndarray:

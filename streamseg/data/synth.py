@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from streamseg.errors import ConfigError
-from streamseg.sources.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
-from streamseg.training.datasets_frames import write_jpeg
-from streamseg.training.datasets_ytvis import Annotation, Category, Rle, Video, YtvisDataset, encode_mask, write_ytvis
+from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
+from streamseg.data.frames import write_jpeg
+from streamseg.data.ytvis import Annotation, Category, Rle, Video, YtvisDataset, encode_mask, write_ytvis
 
 # Different but overlapping taxonomies (each shape is in at least one training dataset).
 SPLIT_TAXONOMIES: dict[int, list[tuple[str, ...]]] = {

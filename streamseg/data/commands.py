@@ -32,7 +32,7 @@ def add_data_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from streamseg.training.synth_dataset import SynthSpec, write_synthetic
+    from streamseg.data.synth import SynthSpec, write_synthetic
 
     spec = SynthSpec(
         out=args.out, videos=args.videos, seed=args.seed, frames=args.frames, width=args.width,

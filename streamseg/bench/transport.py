@@ -1,6 +1,6 @@
 """Transport figures: message size, encode/decode time, PUB->SUB latency on loopback.
 
-    python -m streamseg.transport.bench [--width 1280 --height 720 --instances 10 --json]
+    python -m streamseg.bench.transport [--width 1280 --height 720 --instances 10 --json]
 
 `realistic_tracks` gives the frames it measures (smooth blobs of assorted sizes, as a segmenter's
 upsampled masks are); `streamseg bench engine` can reuse `measure_codec`.
@@ -119,7 +119,7 @@ def measure_latency(address: str, messages: int = 200, width: int = 1280, height
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m streamseg.transport.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m streamseg.bench.transport", description=__doc__.split("\n")[0])
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--instances", type=int, default=10)

@@ -30,7 +30,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from streamseg.model.vocabulary import build_vocabulary, save_vocabulary
+    from streamseg.vocab.files import build_vocabulary, save_vocabulary
 
     names = [n.strip() for n in args.names.split(",") if n.strip()]
     vocab = build_vocabulary(names, args.encoder, args.templates, use_cache=not args.no_cache)
@@ -42,7 +42,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from streamseg.model.vocabulary import load_vocabulary
+    from streamseg.vocab.files import load_vocabulary
 
     vocab = load_vocabulary(args.file)
     assert vocab.embeddings is not None

@@ -99,7 +99,7 @@ def cache_key(encoder_id: str, templates: Sequence[str], names: Sequence[str]) -
 def build_vocabulary(names: Sequence[str], encoder_spec: str, templates: Sequence[str],
                      cache_dir: Path | None = None, use_cache: bool = True) -> Vocabulary:
     """Embed ``names`` with the encoder ``encoder_spec`` names, through the on-disk cache."""
-    from streamseg.model.text_encoders import encode_names, encoder_id_for_spec, make_encoder
+    from streamseg.vocab.encoders import encode_names, encoder_id_for_spec, make_encoder
 
     names = [n.strip() for n in names]
     if not names or not all(names):

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import yaml
 
 from streamseg.errors import ConfigError
-from streamseg.training.datasets_ytvis import YtvisDataset
+from streamseg.data.ytvis import YtvisDataset
 
 
 def normalise_name(name: str) -> str:

@@ -1,0 +1,1 @@
+"""The online predictor: OnlineSegmenter (model + tracker), its post-processing, checkpoints."""

@@ -1,0 +1,1 @@
+"""Vocabularies: text encoders, vocabulary files, `streamseg vocab`."""
