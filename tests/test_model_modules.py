@@ -200,7 +200,7 @@ def test_decoder_shapes_aux_and_gradients():
     out = dec(**inp, need_aux=True)
     assert out.logits.shape == (2, 6, 6) and out.masks.shape == (2, 6, 16, 32)
     assert out.taxo_logits.shape == (2, 6, 6) and out.queries.shape == (2, 6, 32)
-    assert len(out.aux) == 4 and out.aux[-1][0] is out.logits
+    assert len(out.aux) == 5 and out.aux[-1][0] is out.logits  # initial queries + 4 layers
     loss = sum(lg.mean() + m.sigmoid().mean() for lg, m in out.aux) + out.taxo_logits.mean()
     loss.backward()
     assert _grads_everywhere(dec) == []
@@ -227,10 +227,11 @@ def test_decoder_attention_mask_is_previous_prediction_resized_to_the_level():
         layer.register_forward_pre_hook(capture(i), with_kwargs=True)
     with torch.no_grad():
         out = dec(**inp, need_aux=True)
-    for i in range(1, 4):
+    for i in range(0, 4):
         level = inp["levels"][i % 3]
-        prev_masks = out.aux[i - 1][1]
-        resized = F.adaptive_avg_pool2d(prev_masks, level.shape[-2:]).flatten(2)
+        prev_masks = out.aux[i][1]  # aux[0] is the initial queries' prediction
+        resized = F.interpolate(prev_masks, size=level.shape[-2:], mode="bilinear",
+                                align_corners=False).flatten(2)  # Mask2Former's resize
         expected = resized.sigmoid() >= 0.5
         agree = (seen[i] == expected).float().mean()
         assert seen[i].shape == expected.shape

@@ -197,7 +197,7 @@ def test_forward_clip_gradients_reach_every_parameter(cfg):
     clip = _frames(3, b=2, seed=7).permute(0, 1, 4, 2, 3)  # (T, B, 3, H, W)
     outs = model.forward_clip(clip, _text(5))
     assert len(outs) == 3
-    assert all(len(o.aux) == cfg.dec_layers for o in outs)
+    assert all(len(o.aux) == cfg.dec_layers + 1 for o in outs)  # initial queries + every layer
     loss = sum(sum(lg.logsumexp(-1).mean() + m.sigmoid().mean() for lg, m in o.aux)
                + o.taxo_logits.logsumexp(-1).mean() + o.tcm_scores.mean() for o in outs)
     loss.backward()

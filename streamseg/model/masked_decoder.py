@@ -4,9 +4,11 @@ Layer l:  X' = TIM(X, E_T)                                   (eq. 6; skipped wit
           X  = FFN(SelfAttn(MaskedCrossAttn(X', F_{l mod 3})))  (eq. 7)
 The feature levels cycle low -> high resolution (strides 32, 16, 8). The attention mask of layer l
 is the previous prediction's mask resized to that level: sigmoid >= 0.5 (logit >= 0) may attend,
-an empty row attends everywhere (kernels.masked_attention). The resize is an area average of the
-stride-4 mask logits, computed as the mask embedding against area-pooled mask features (pooling
-is linear, so the two are equal), which avoids building every full-resolution mask at inference.
+an empty row attends everywhere (kernels.masked_attention). The resize is Mask2Former's bilinear
+interpolation (align_corners=False) of the stride-4 mask logits, computed as the mask embedding
+against bilinearly resized mask features (interpolation is linear, so the two are equal), which
+avoids building every full-resolution mask at inference. As in Mask2Former, the initial queries
+make a prediction too (L + 1 predictions for L layers), which training supervises.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ class DecoderOutput:
     logits: torch.Tensor  # (B, Q, K+1), last layer
     masks: torch.Tensor  # (B, Q, H/4, W/4) logits, last layer
     queries: torch.Tensor  # (B, Q, C) output queries (before the prediction norm)
-    aux: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # every layer
+    aux: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # initial + every layer
     taxo_logits: torch.Tensor | None = None  # (B, Q, K+1) right after the first TIM
 
 
@@ -69,10 +71,17 @@ class MaskedDecoder(nn.Module):
             pos.append((sine_position_encoding(h, w, feat.shape[1], feat.device, feat.dtype)
                         + self.level_embed[i])[None])
             if i < self.masked_levels:
-                pooled.append(F.adaptive_avg_pool2d(mask_features, (h, w)).flatten(2))
+                pooled.append(F.interpolate(mask_features, size=(h, w), mode="bilinear",
+                                           align_corners=False).flatten(2))
         x = queries
-        embed = self.mask_embed(self.norm(x)) if self.masked_levels > 0 else None
         aux: list[tuple[torch.Tensor, torch.Tensor]] = []
+        embed = None
+        if self.masked_levels > 0 or need_aux:
+            xn = self.norm(x)
+            embed = self.mask_embed(xn)
+            if need_aux:  # the initial queries' prediction (Mask2Former's prediction 0)
+                aux.append((self.classifier(xn, classes),
+                            torch.einsum("bqc,bchw->bqhw", embed, mask_features)))
         taxo_logits = None
         logits = masks = None
         for i in range(self.num_layers):
