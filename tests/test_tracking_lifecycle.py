@@ -137,3 +137,42 @@ def test_tracker_config_validation_names_the_field():
         load_config(None, ["tracker.keep_threshold=0.9", "tracker.birth_threshold=0.5"])
     with pytest.raises(ConfigError, match="tracker.*score_window"):
         load_config(None, ["tracker.score_window=0"])
+
+
+def _same_mask(t, q, shape=(8, 8)):
+    """(T, Q, h, w) masks: every slot holds the same square in every frame."""
+    m = np.zeros((t, q) + shape, dtype=bool)
+    m[..., 2:6, 2:6] = True
+    return m
+
+
+def test_a_missed_track_is_not_duplicated_by_a_new_slot_on_its_mask():
+    # The reviewed case: slot 0 born, then fades below keep while slot 1 rises on the same mask,
+    # then both score high. One object, one ID: slot 1 takes track 1 over, slot 0 is reset.
+    cfg = TrackerConfig(birth_threshold=0.5, keep_threshold=0.3, max_missed=5, duplicate_iou=0.7)
+    script = np.array([[0.9, 0.0, 0.0], [0.2, 0.8, 0.0], [0.9, 0.8, 0.0]])
+    _, res = _run(cfg, script, _same_mask(3, 3))
+    assert [_visible_ids(r) for r in res] == [{0: 1}, {1: 1}, {1: 1}]
+    assert res[1].reset.tolist() == [True, False, False]  # the faded slot restarts
+    assert not res[1].born.any()
+    assert res[2].reset.tolist() == [True, False, False]  # slot 0's new candidate is a duplicate
+
+
+def test_two_live_tracks_on_one_mask_are_merged_into_the_older():
+    cfg = TrackerConfig(birth_threshold=0.5, keep_threshold=0.3, max_missed=5, duplicate_iou=0.7)
+    masks = np.zeros((3, 2, 8, 8), dtype=bool)
+    masks[:, 0, 0:4, 0:4] = True  # frame 0-1: two different objects -> two tracks
+    masks[:2, 1, 4:8, 4:8] = True
+    masks[2, 1, 0:4, 0:4] = True  # frame 2: slot 1 drifts onto slot 0's object
+    _, res = _run(cfg, np.full((3, 2), 0.9), masks)
+    assert [_visible_ids(r) for r in res] == [{0: 1, 1: 2}, {0: 1, 1: 2}, {0: 1}]
+    assert res[2].ended.tolist() == [False, True] and res[2].reset.tolist() == [False, True]
+
+
+def test_different_objects_are_never_merged():
+    cfg = TrackerConfig(duplicate_iou=0.5)
+    masks = np.zeros((4, 2, 8, 8), dtype=bool)
+    masks[:, 0, 0:4, 0:4] = True
+    masks[:, 1, 0:4, 2:6] = True  # IoU 1/3 with slot 0
+    _, res = _run(cfg, np.full((4, 2), 0.9), masks)
+    assert all(_visible_ids(r) == {0: 1, 1: 2} for r in res)

@@ -85,15 +85,31 @@ class TrackLifecycle:
         state.missed[missed_now] += 1
         ended = missed_now & (state.missed >= cfg.max_missed)
 
-        # Births: free slots reaching the birth threshold, best first, unless they duplicate a
-        # visible track (or an earlier birth this frame).
+        flat = None if masks is None else np.asarray(masks, dtype=bool).reshape(state.num_slots, -1)
+        merged = np.zeros_like(tracked)
+        if flat is not None:
+            merged = self._merge_live_duplicates(flat, visible, state.track_id)
+            visible &= ~merged
+            ended |= merged
+
+        # Births: free slots reaching the birth threshold, best first. A candidate on the mask of
+        # a visible track (or of an earlier birth this frame) is a duplicate and is refused; one on
+        # the mask of a track that is alive but missed this frame takes that track over (same ID),
+        # so one object never holds two IDs while its first slot fades.
         candidates = ~tracked & (scores > 0.0) & (scores >= cfg.birth_threshold)
         born = np.zeros_like(candidates)
         duplicate = np.zeros_like(candidates)
-        flat = None if masks is None else np.asarray(masks, dtype=bool).reshape(state.num_slots, -1)
+        taken_over = np.zeros_like(candidates)
         for slot in np.flatnonzero(candidates)[np.argsort(-scores[candidates], kind="stable")]:
-            if flat is not None and _overlaps(flat, slot, visible | born, cfg.duplicate_iou):
+            if flat is not None and _best_overlap(flat, slot, visible | born, cfg.duplicate_iou) is not None:
                 duplicate[slot] = True
+                continue
+            faded = None if flat is None else _best_overlap(flat, slot, missed_now & ~ended, cfg.duplicate_iou)
+            if faded is not None:
+                self._move_track(state, faded, slot)
+                missed_now[faded] = False
+                taken_over[faded] = True
+                visible[slot] = True
                 continue
             born[slot] = True
             state.track_id[slot] = state.next_id
@@ -114,19 +130,46 @@ class TrackLifecycle:
         state.score[ended] = 0.0
         state.visible_count[ended] = 0
         state.missed[ended] = 0
-        return LifecycleResult(visible=visible, born=born, ended=ended, reset=ended | duplicate,
-                               track_id=track_id, score=score)
+        return LifecycleResult(visible=visible, born=born, ended=ended,
+                               reset=ended | duplicate | taken_over, track_id=track_id, score=score)
+
+    def _merge_live_duplicates(self, flat: np.ndarray, visible: np.ndarray,
+                               track_id: np.ndarray) -> np.ndarray:
+        """Visible tracks whose masks overlap an older visible track's (IoU > duplicate_iou) are
+        merged into it: the younger track ends now and its slot is reset. Returns those slots."""
+        merged = np.zeros_like(visible)
+        kept = np.zeros_like(visible)
+        order = np.flatnonzero(visible)
+        order = order[np.argsort(track_id[order], kind="stable")]  # oldest (lowest ID) first
+        for slot in order:
+            if _best_overlap(flat, slot, kept, self.cfg.duplicate_iou) is not None:
+                merged[slot] = True
+            else:
+                kept[slot] = True
+        return merged
+
+    @staticmethod
+    def _move_track(state: SlotTracks, src: int, dst: int) -> None:
+        """Hand the track of slot ``src`` (and its running score) over to slot ``dst``."""
+        state.track_id[dst] = state.track_id[src]
+        state.score[dst] = state.score[src]
+        state.visible_count[dst] = state.visible_count[src]
+        state.missed[dst] = 0
+        state.track_id[src] = FREE
+        state.score[src] = 0.0
+        state.visible_count[src] = 0
+        state.missed[src] = 0
 
 
-def _overlaps(flat: np.ndarray, slot: int, others: np.ndarray, max_iou: float) -> bool:
-    """True when slot's mask overlaps any mask of ``others`` by IoU > max_iou."""
+def _best_overlap(flat: np.ndarray, slot: int, others: np.ndarray, max_iou: float) -> int | None:
+    """The slot among ``others`` whose mask overlaps slot's most, if that IoU exceeds max_iou."""
     idx = np.flatnonzero(others)
-    if idx.size == 0:
-        return False
     mine = flat[slot]
     area = mine.sum()
-    if area == 0:
-        return False
+    if idx.size == 0 or area == 0:
+        return None
     inter = (flat[idx] & mine).sum(axis=1)
     union = flat[idx].sum(axis=1) + area - inter
-    return bool((inter / np.maximum(union, 1) > max_iou).any())
+    iou = inter / np.maximum(union, 1)
+    best = int(np.argmax(iou))
+    return int(idx[best]) if iou[best] > max_iou else None
