@@ -131,9 +131,12 @@ def test_crowd_ground_truth_is_ignored():
     inside = rect(H, W, 5, 9, 2, 6)
     gt = make_gt([(1, H, W, 1)], [(1, 1, [SQ]), (1, 1, [crowd], True)])
     res = [result(1, 1, 0.95, [inside]), result(1, 1, 0.9, [SQ])]
-    stats = evaluate(gt, res).stats
+    stats = evaluate(gt, res, crowd_rule="coco").stats
     assert stats["AP"] == pytest.approx(1.0)
     assert stats["AR100"] == pytest.approx(1.0)
+    # The official YouTube-VIS rule: plain IoU 16/60 with the crowd -> d2 unmatched, an FP ranked
+    # first; one regular gt: d2 FP then d1 TP -> precision [0, .5], recall [0, 1] -> AP = 0.5.
+    assert evaluate(gt, res).stats["AP"] == pytest.approx(0.5)
     # The same scene with the crowd flag off: d2 is unmatched (IoU 16/60) and ranked first.
     plain = make_gt([(1, H, W, 1)], [(1, 1, [SQ]), (1, 1, [crowd], False)])
     # Now two regular gts: d2 FP, d1 TP -> precision [0, .5], recall [0, .5] -> envelope .5 up to
@@ -248,7 +251,7 @@ def test_matches_cocoeval_on_one_frame_videos(seed, capsys):
             y, x = (int(z) for z in rng.integers(0, h - side, 2))
             res.append(result(v, int(rng.integers(1, 4)), float(np.round(rng.random(), 2)), [rect(h, w, y, y + side, x, x + side)]))
     gt = make_gt(videos, gts, categories=("a", "b", "c"))
-    ours = evaluate(gt, res).stats
+    ours = evaluate(gt, res, crowd_rule="coco").stats  # COCOeval's crowd rule
     theirs = _coco_eval(gt, res)
     capsys.readouterr()
     np.testing.assert_allclose([ours[k] for k in METRIC_NAMES], theirs, atol=1e-12)

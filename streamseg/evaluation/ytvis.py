@@ -8,10 +8,10 @@ mergesort, at most maxDets per (video, category), greedy matching per IoU thresh
 out-of-range ground truth ignored, precision made monotone right to left and read at 101 recall
 points.
 
-One deliberate deviation: the benchmark's code computes a crowd tube's IoU with the plain union;
-here a crowd tube uses COCO's crowd rule (union replaced by the detection's area,
-``sum_t |d_t & g_t| / sum_t |d_t|``), so that on one-frame videos the metric is exactly COCO's
-segm evaluation. YouTube-VIS, OVIS and UVO ship no crowd annotations, so their scores are unchanged.
+Crowd tubes: as the benchmark's code, a crowd tube's IoU is the plain tube IoU (crowds are
+still ignored and may absorb several detections). ``crowd_rule="coco"`` uses COCO's crowd rule
+instead (union replaced by the detection's area, ``sum_t |d_t & g_t| / sum_t |d_t|``), which makes
+the metric on one-frame videos exactly COCO's segm evaluation.
 """
 from __future__ import annotations
 
@@ -74,20 +74,22 @@ def _mean_nonzero(areas: list[float | None]) -> float:
 
 def tube_iou(d: list[Rle | None], g: list[Rle | None], crowd: bool = False) -> float:
     """Tube IoU of two per-frame RLE lists (None = absent); ``crowd``: g is a crowd region."""
-    return _tube_iou(_Tube(d, _areas(d), 0.0), _Tube(g, _areas(g), 0.0, crowd=crowd))
+    return _tube_iou(_Tube(d, _areas(d), 0.0), _Tube(g, _areas(g), 0.0, crowd=crowd), coco_crowd=crowd)
 
 
-def _tube_iou(d: _Tube, g: _Tube) -> float:
-    """Tube IoU over all frames; for a crowd ground truth the union is the detection's area."""
+def _tube_iou(d: _Tube, g: _Tube, coco_crowd: bool = False) -> float:
+    """Tube IoU over all frames; with ``coco_crowd``, a crowd ground truth's union is the
+    detection's area (COCO's rule), otherwise the plain union (the YouTube-VIS evaluator's)."""
+    crowd = coco_crowd and g.crowd
     inter = union = 0.0
     for t, (ds, gs) in enumerate(zip(d.segs, g.segs)):
         if ds is not None and gs is not None:
             i = float(mask_utils.area(mask_utils.merge([ds, gs], intersect=True)))
             inter += i
-            union += d.areas[t] if g.crowd else d.areas[t] + g.areas[t] - i
+            union += d.areas[t] if crowd else d.areas[t] + g.areas[t] - i
         elif ds is not None:
             union += d.areas[t]
-        elif gs is not None and not g.crowd:
+        elif gs is not None and not crowd:
             union += g.areas[t]
     return inter / union if union > 0 else 0.0
 
@@ -141,19 +143,23 @@ def _evaluate_video(
     return _VideoEval(scores, dt_matched, dt_ignore, g_ignore)
 
 
-def _iou_matrix(gts: list[_Tube], dts: list[_Tube]) -> np.ndarray:
+def _iou_matrix(gts: list[_Tube], dts: list[_Tube], coco_crowd: bool = False) -> np.ndarray:
     if not gts and not dts:
         return np.zeros((0, 0))
     dts = [dts[i] for i in _order_by_score(dts)][: MAX_DETS[-1]]
     ious = np.zeros((len(dts), len(gts)))
     for i, d in enumerate(dts):
         for j, g in enumerate(gts):
-            ious[i, j] = _tube_iou(d, g)
+            ious[i, j] = _tube_iou(d, g, coco_crowd)
     return ious
 
 
-def evaluate(gt: YtvisDataset, results: list[TubeResult]) -> VisEvaluation:
-    """Score result tubes against a YouTube-VIS ground truth; returns the 12 figures and the curves."""
+def evaluate(gt: YtvisDataset, results: list[TubeResult], crowd_rule: str = "ytvis") -> VisEvaluation:
+    """Score result tubes against a YouTube-VIS ground truth; returns the 12 figures and the curves.
+    crowd_rule: "ytvis" (the official evaluator: plain tube IoU) or "coco" (COCO's crowd IoU)."""
+    if crowd_rule not in ("ytvis", "coco"):
+        raise ValueError(f"crowd_rule must be 'ytvis' or 'coco', got {crowd_rule!r}")
+    coco_crowd = crowd_rule == "coco"
     videos = {v.id: v for v in gt.videos}
     vid_ids = sorted(videos)
     cat_ids = sorted({c.id for c in gt.categories})
@@ -175,7 +181,7 @@ def evaluate(gt: YtvisDataset, results: list[TubeResult]) -> VisEvaluation:
         areas = _areas(r.segmentations)
         dts[r.video_id, r.category_id].append(_Tube(r.segmentations, areas, _mean_nonzero(areas), r.score))
 
-    ious = {(v, c): _iou_matrix(gts[v, c], dts[v, c]) for v in vid_ids for c in cat_ids}
+    ious = {(v, c): _iou_matrix(gts[v, c], dts[v, c], coco_crowd) for v in vid_ids for c in cat_ids}
     ranges = list(AREA_RANGES.values())
     evals = {
         (k, a, i): _evaluate_video(gts[v, c], dts[v, c], ious[v, c], rng, MAX_DETS[-1])
