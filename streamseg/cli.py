@@ -12,9 +12,9 @@ def build_parser() -> argparse.ArgumentParser:
     from streamseg.bench import commands as bench_commands
     from streamseg.engine import commands as engine_commands
     from streamseg.evaluation import commands as eval_commands
-    from streamseg.vocab import commands as vocab_commands
     from streamseg.training import commands as train_commands
     from streamseg.transport import commands as transport_commands
+    from streamseg.vocab import commands as vocab_commands
 
     parser = argparse.ArgumentParser(
         prog="streamseg",

@@ -123,7 +123,7 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, name + ".")
+        return from_dict(typing.cast(type, tp), value, name + ".")
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None

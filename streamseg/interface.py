@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -80,15 +80,19 @@ class Vocabulary:
         return digest[:12]
 
 
-@runtime_checkable
-class Segmenter(Protocol):
-    """A per-frame segmenter and tracker. All per-stream state lives in the object init_state returns."""
+StateT = TypeVar("StateT")
 
-    def init_state(self, vocabulary: Vocabulary) -> Any:
+
+@runtime_checkable
+class Segmenter(Protocol[StateT]):
+    """A per-frame segmenter and tracker. All per-stream state lives in the object init_state returns
+    (its own typed class, e.g. ``SegmenterState``); the engine holds it without looking inside."""
+
+    def init_state(self, vocabulary: Vocabulary) -> StateT:
         """Fresh state for one stream."""
 
-    def step(self, state: Any, frame: Frame) -> Tracks:
+    def step(self, state: StateT, frame: Frame) -> Tracks:
         """Segment and track one frame; the returned Tracks are final."""
 
-    def set_vocabulary(self, state: Any, vocabulary: Vocabulary) -> None:
+    def set_vocabulary(self, state: StateT, vocabulary: Vocabulary) -> None:
         """Swap the vocabulary of a running stream; takes effect on the next step."""

@@ -16,10 +16,10 @@ from typing import Callable
 
 import numpy as np
 
-from streamseg.evaluation.results import TubeResult
-from streamseg.interface import Frame, Segmenter, TruthInstance, Vocabulary
 from streamseg.data.frames import read_rgb
 from streamseg.data.ytvis import Annotation, DatasetError, Rle, Video, YtvisDataset, decode_rle, encode_mask
+from streamseg.evaluation.results import TubeResult
+from streamseg.interface import Frame, Segmenter, TruthInstance, Vocabulary
 
 
 @dataclass

@@ -20,12 +20,12 @@ import torch
 from streamseg.config import Config
 from streamseg.errors import ConfigError
 from streamseg.interface import Frame, Instance, Tracks, Vocabulary
-from streamseg.predictor.checkpoint import checkpoint_vocabulary, load_checkpoint, load_weights
 from streamseg.model.online import OnlineVIS, StepOutput, StepState
-from streamseg.vocab.encoders import encoder_id_for_spec
-from streamseg.vocab.files import check_vocabulary, resolve_vocabulary
+from streamseg.predictor.checkpoint import checkpoint_vocabulary, load_checkpoint, load_weights
 from streamseg.predictor.postprocess import paste_mask
 from streamseg.tracking.lifecycle import SlotTracks, TrackLifecycle
+from streamseg.vocab.encoders import encoder_id_for_spec
+from streamseg.vocab.files import check_vocabulary, resolve_vocabulary
 
 
 @dataclass

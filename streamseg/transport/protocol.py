@@ -95,7 +95,7 @@ def _latency_entry(stage: str, value: Any) -> dict[str, float]:
     else:
         raise ProtocolError(f"status latency_ms[{stage!r}] must be {{'p50': ms, 'p95': ms}} or (p50, p95)")
     try:
-        return {"p50": float(p50), "p95": float(p95)}
+        return {"p50": float(p50), "p95": float(p95)}  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ProtocolError(f"status latency_ms[{stage!r}] values must be numbers") from None
 
@@ -216,7 +216,7 @@ def _decode_instance(item: Any, index: int, parts: Sequence[bytes], width: int, 
         class_id=_get(item, "class_id", int, where),
         label=_get(item, "label", str, where),
         score=_number(item, "score", where),
-        box_xyxy=tuple(float(v) for v in box),
+        box_xyxy=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
         mask_box=(x, y, w, h),
         counts=bytes(parts[part]),
         frame_height=height,
