@@ -11,6 +11,8 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
+from streamseg.masks import MaskBox, box_xyxy, crop_of, paste
+
 
 @dataclass
 class Frame:
@@ -51,7 +53,22 @@ class Instance:
     label: str
     score: float
     box_xyxy: tuple[float, float, float, float]  # pixels, full resolution
-    mask: np.ndarray  # H x W bool, full resolution
+    crop: np.ndarray  # h x w bool: the mask inside mask_box (the one representation up to the wire)
+    mask_box: MaskBox  # x, y, w, h of the crop in the frame
+
+    @classmethod
+    def from_mask(cls, track_id: int, class_id: int, label: str, score: float,
+                  mask: np.ndarray) -> "Instance | None":
+        """An instance from a full-frame bool mask (its tight crop and box); None when the mask is empty."""
+        cropped = crop_of(mask)
+        if cropped is None:
+            return None
+        crop, box = cropped
+        return cls(track_id, class_id, label, score, box_xyxy(box), crop, box)
+
+    def full_mask(self, height: int, width: int) -> np.ndarray:
+        """The mask expanded to a height x width frame (allocates one; for consumers that want it)."""
+        return paste(self.crop, self.mask_box, height, width)
 
 
 @dataclass

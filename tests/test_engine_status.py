@@ -1,12 +1,12 @@
 """Stage timings, rates, status messages and the GroundTruthSegmenter test double."""
 import numpy as np
 
-from streamseg.engine.ground_truth import GroundTruthSegmenter, mask_box_xyxy
+from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
+from streamseg.engine.ground_truth import GroundTruthSegmenter
 from streamseg.engine.overlay import TextRenderer, draw_overlay, track_colour
 from streamseg.engine.status import StreamStatus, terminal_line
 from streamseg.engine.timings import RateMeter, StageTimings
-from streamseg.interface import Frame, Tracks, Vocabulary
-from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
+from streamseg.interface import Frame, Instance, Tracks, Vocabulary
 from streamseg.transport import decode, encode_status
 
 
@@ -60,10 +60,10 @@ def test_ground_truth_segmenter_replays_the_scene():
     visible = [t for t in truth if t.mask.any()]
     assert [i.track_id for i in tracks.instances] == [t.instance_id for t in visible]
     for inst, t in zip(tracks.instances, visible):
-        assert inst.mask is t.mask and inst.score == 1.0 and inst.label == SYNTHETIC_CLASSES[t.class_id]
+        assert np.array_equal(inst.full_mask(*t.mask.shape), t.mask) and inst.score == 1.0 and inst.label == SYNTHETIC_CLASSES[t.class_id]
         ys, xs = np.nonzero(t.mask)
         assert inst.box_xyxy == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
-    assert mask_box_xyxy(np.zeros((4, 4), bool)) is None
+    assert Instance.from_mask(1, 0, "x", 1.0, np.zeros((4, 4), bool)) is None
 
 
 def test_overlay_tints_masks_and_draws_labels():
@@ -77,7 +77,7 @@ def test_overlay_tints_masks_and_draws_labels():
     assert out.shape == image.shape and out is not image
     inst = tracks.instances[-1]
     alone = draw_overlay(image, Tracks(40, image.shape[1], image.shape[0], [inst]), TextRenderer(), alpha=0.5)
-    m = inst.mask.copy()
+    m = inst.full_mask(*image.shape[:2])
     x0, y0, x1, y1 = (int(v) for v in inst.box_xyxy)
     m[y0:y0 + 20, :] = False  # away from the label plate and the box outline
     m[:, [x0, x1 - 1]] = False

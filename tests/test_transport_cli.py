@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from transport_helpers import VOCAB, make_tracks
 
 from streamseg.transport.publisher import Publisher
-from transport_helpers import VOCAB, make_tracks
 
 ROOT = Path(__file__).resolve().parents[1]
 

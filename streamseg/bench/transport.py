@@ -59,11 +59,9 @@ def realistic_tracks(width: int = 1280, height: int = 720, instances: int = 10, 
     while len(items) < instances:
         class_id = len(items) % len(SHAPES)
         mask = realistic_mask(height, width, rng, SHAPES[class_id])
-        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-        if rows.size == 0:
-            continue
-        box = (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
-        items.append(Instance(len(items) + 1, class_id, SHAPES[class_id], float(rng.uniform(0.3, 1)), box, mask))
+        inst = Instance.from_mask(len(items) + 1, class_id, SHAPES[class_id], float(rng.uniform(0.3, 1)), mask)
+        if inst is not None:
+            items.append(inst)
     frame = Frame(np.zeros((height, width, 3), np.uint8), index, index / 30, time.time_ns())
     return frame, Tracks(index, width, height, items), vocab
 

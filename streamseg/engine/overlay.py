@@ -68,12 +68,14 @@ def draw_overlay(image: np.ndarray, tracks: Tracks, text: TextRenderer, alpha: f
         x0, y0, x1, y1 = (int(round(v)) for v in inst.box_xyxy)
         x0, y0 = max(0, min(w - 1, x0)), max(0, min(h - 1, y0))
         x1, y1 = max(x0 + 1, min(w, x1)), max(y0 + 1, min(h, y1))
-        mask = inst.mask
-        if mask.shape[:2] == (h, w):
-            region = out[y0:y1, x0:x1]  # only the box is touched, never the full frame
+        mx, my, mw, mh = inst.mask_box
+        cx0, cy0, cx1, cy1 = max(0, mx), max(0, my), min(w, mx + mw), min(h, my + mh)
+        if inst.crop.shape == (mh, mw) and cx1 > cx0 and cy1 > cy0:
+            region = out[cy0:cy1, cx0:cx1]  # only the crop's box is touched, never the full frame
             blended = region.astype(np.uint16) * (256 - a)
             blended += (colour * a).astype(np.uint16)
-            np.copyto(region, (blended >> 8).astype(np.uint8), where=mask[y0:y1, x0:x1, None])
+            crop = inst.crop[cy0 - my:cy1 - my, cx0 - mx:cx1 - mx]
+            np.copyto(region, (blended >> 8).astype(np.uint8), where=crop[:, :, None])
         c = colour.astype(np.uint8)
         out[y0, x0:x1] = c
         out[y1 - 1, x0:x1] = c

@@ -20,6 +20,7 @@ import torch
 from streamseg.config import Config
 from streamseg.errors import ConfigError
 from streamseg.interface import Frame, Instance, Tracks, Vocabulary
+from streamseg.masks import box_xyxy
 from streamseg.model.online import OnlineVIS, StepOutput, StepState
 from streamseg.predictor.checkpoint import checkpoint_vocabulary, load_checkpoint, load_weights
 from streamseg.predictor.postprocess import paste_mask
@@ -133,10 +134,10 @@ class OnlineSegmenter:
             pasted = paste_mask(mask_logits[slot], height, width, self._mask_logit_thr)
             if pasted is None:
                 continue  # vanished in the upsampling: nothing to publish
-            mask, box = pasted
+            crop, mask_box = pasted
             instances.append(Instance(
                 track_id=int(result.track_id[slot]), class_id=int(cls[slot]), label=names[int(cls[slot])],
-                score=float(result.score[slot]), box_xyxy=box, mask=mask))
+                score=float(result.score[slot]), box_xyxy=box_xyxy(mask_box), crop=crop, mask_box=mask_box))
         t3 = time.perf_counter()
         timings["tracker"] = (t2 - t1) * 1e3
         timings["postprocess"] = ((t1 - t0) + (t3 - t2)) * 1e3

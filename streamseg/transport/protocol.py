@@ -53,14 +53,14 @@ def encode_seg(stream: str, seq: int, epoch: int, frame: Frame, tracks: Tracks, 
     instances: list[dict[str, Any]] = []
     masks: list[bytes] = []
     for i, inst in enumerate(tracks.instances):
-        if inst.mask.shape != (height, width):
-            raise ProtocolError(
-                f"instance {inst.track_id}: mask shape {tuple(inst.mask.shape)} is not the frame's ({height}, {width})")
+        x, y, w, h = (int(v) for v in inst.mask_box)
+        if inst.crop.shape != (h, w) or x < 0 or y < 0 or x + w > width or y + h > height:
+            raise ProtocolError(f"instance {inst.track_id}: mask crop {tuple(inst.crop.shape)} at mask_box "
+                                f"{tuple(inst.mask_box)} does not fit the {width}x{height} frame")
         score, box_xyxy = float(inst.score), [float(v) for v in inst.box_xyxy]
         if len(box_xyxy) != 4 or not all(math.isfinite(v) for v in (score, *box_xyxy)):
             raise ProtocolError(f"instance {inst.track_id}: score and box_xyxy must be finite, box 4 numbers")
-        box, counts = rle.encode_mask(inst.mask)
-        masks.append(counts)
+        masks.append(rle.encode_crop(inst.crop))
         instances.append({
             "id": int(inst.track_id),
             "class_id": int(inst.class_id),
@@ -68,7 +68,7 @@ def encode_seg(stream: str, seq: int, epoch: int, frame: Frame, tracks: Tracks, 
             "score": score,
             "box_xyxy": box_xyxy,
             "mask_part": MASK_PART_OFFSET + i,
-            "mask_box": list(box),
+            "mask_box": [x, y, w, h],
         })
     header = {
         "v": PROTOCOL_VERSION,
