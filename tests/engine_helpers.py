@@ -102,5 +102,6 @@ def wait_subscribed(publisher, subscriber, timeout_s: float = 5.0) -> None:
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Mask IoU; two empty masks agree perfectly (1.0)."""
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0

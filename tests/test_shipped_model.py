@@ -3,19 +3,14 @@ the demo's scene: the regression test for the weights that `make demo` publishes
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import pytest
+from engine_helpers import iou
 
 from streamseg import build_segmenter, load_config
 from streamseg.data.synthetic_scene import SceneConfig, SyntheticScene
 from streamseg.interface import Frame
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 0.0
 
 
 @pytest.fixture(scope="module")

@@ -99,7 +99,8 @@ class OnlineSegmenter:
         check_vocabulary(vocab, self.encoder_id, self.config.model.text_dim)
 
     def _text_tensor(self, vocab: Vocabulary) -> torch.Tensor:
-        assert vocab.embeddings is not None
+        if vocab.embeddings is None:
+            raise ConfigError(f"vocabulary {vocab.names[:3]}... has no text embeddings: build it with a text encoder")
         return torch.from_numpy(np.ascontiguousarray(vocab.embeddings, dtype=np.float32)).to(self.device)
 
     def _postprocess(self, state: SegmenterState, out: StepOutput, frame: Frame) -> Tracks:

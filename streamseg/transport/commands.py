@@ -97,7 +97,8 @@ def message_line(message: Message, now_ns: int | None = None) -> str:
         lat = " ".join(f"{k}={v['p50']:.1f}/{v['p95']:.1f}" for k, v in message.latency_ms.items())
         return (f"status {message.stream} {message.state} epoch={message.epoch} in={message.fps_in:.1f}fps "
                 f"out={message.fps_out:.1f}fps dropped={message.dropped} {lat}").rstrip()
-    assert isinstance(message, EosMessage)
+    if not isinstance(message, EosMessage):
+        raise TypeError(f"not a protocol message: {type(message).__name__}")
     return f"eos {message.stream} epoch={message.epoch} seq={message.seq} reason={message.reason}"
 
 
