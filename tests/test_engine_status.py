@@ -93,3 +93,19 @@ def test_overlay_tints_masks_and_draws_labels():
     assert np.array_equal(out[outside], image[outside])
     assert track_colour(7).tolist() == track_colour(7).tolist()
     assert track_colour(7).tolist() != track_colour(8).tolist()
+
+
+def test_overlay_labels_of_overlapping_boxes_do_not_overlap():
+    from streamseg.engine.overlay import place_label
+
+    placed: list[tuple[int, int, int, int]] = []
+    rects = []
+    for x, y in [(100, 50), (104, 52), (98, 49), (300, 200)]:  # three boxes at nearly the same corner
+        tx, ty = place_label(x, y, 80, 16, 640, 360, placed)
+        placed.append((tx, ty, tx + 80, ty + 16))
+        rects.append(placed[-1])
+    for i, p in enumerate(rects):
+        for q in rects[i + 1:]:
+            assert not (p[0] < q[2] and q[0] < p[2] and p[1] < q[3] and q[1] < p[3]), (p, q)
+    assert rects[0] == (100, 34, 180, 50)  # the first sits right above its box
+    assert rects[3] == (300, 184, 380, 200)  # a label with room stays where it belongs
