@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 DEMO_SECONDS ?= 20
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-all lint bench clean
 
 setup:
 	@bash tools/bootstrap.sh
@@ -13,8 +13,13 @@ demo: setup
 		--config configs/cpu-mobilenet.yaml --publish tcp://127.0.0.1:5555 \
 		--record demo.mp4 --duration $(DEMO_SECONDS)
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -q
+
+# ruff (default rules + isort) and mypy (typed defs) over the package and the kernels; pyproject.toml
+lint: setup
+	$(PY) -m ruff check streamseg kernels
+	$(PY) -m mypy streamseg kernels
 
 test-all: setup
 	$(PY) -m pytest -q -m "slow or not slow"

@@ -22,8 +22,8 @@ def selected_backend(device: torch.device, head_dim: int) -> str:
     In ``auto`` mode a head dim the kernels do not support (not a power of two in 16..256) uses the
     reference on CUDA as well.
     """
-    from streamseg.errors import ConfigError
     from kernels.launch import SUPPORTED_HEAD_DIMS
+    from streamseg.errors import ConfigError
 
     choice = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
     if choice not in BACKENDS:

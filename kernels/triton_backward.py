@@ -167,8 +167,8 @@ def attention_backward(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: to
     dq_args = (q, k, v, do, bits, empty, lse, delta, dq_part, *common, *dq_part.stride(),
                H, HM, Nq, Nk, NW, chunk, qk_scale, scale)
     if blocks.explicit:
-        grid = (triton.cdiv(Nq, blocks.block_m), B * H, splits)
-        _dq_kernel[grid](*dq_args, **meta, BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n,
+        grid_dq = (triton.cdiv(Nq, blocks.block_m), B * H, splits)
+        _dq_kernel[grid_dq](*dq_args, **meta, BLOCK_M=blocks.block_m, BLOCK_N=blocks.block_n,
                          num_warps=blocks.num_warps, num_stages=blocks.num_stages)
     else:
         _dq_autotuned[lambda m: (triton.cdiv(Nq, m["BLOCK_M"]), B * H, splits)](*dq_args, **meta)

@@ -5,7 +5,7 @@ torch) when called, so subscribers and the CLI's light commands stay fast to sta
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamseg.config import Config, load_config
 from streamseg.engine.pipeline import Engine
@@ -13,13 +13,17 @@ from streamseg.interface import Frame, Instance, Segmenter, Tracks, Vocabulary
 from streamseg.sources import open_source
 from streamseg.transport import Publisher, Subscriber
 
+if TYPE_CHECKING:
+    from streamseg.predictor.segmenter import SegmenterState
+
 __all__ = [
     "Config", "Engine", "Frame", "Instance", "Publisher", "Segmenter", "Subscriber", "Tracks", "Vocabulary",
     "build_segmenter", "load_config", "open_source",
 ]
 
 
-def build_segmenter(config: Config, checkpoint: str | None = None, device: Any = "cpu") -> Any:
+def build_segmenter(config: Config, checkpoint: str | None = None,
+                    device: Any = "cpu") -> Segmenter[SegmenterState]:
     """The model as a :class:`Segmenter` (see ``streamseg.predictor.segmenter.build_segmenter``)."""
     from streamseg.predictor.segmenter import build_segmenter as build
 

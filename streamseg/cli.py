@@ -9,12 +9,13 @@ from streamseg.errors import StreamsegError
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here, not at module level, so `streamseg --help` stays fast.
+    from streamseg import config_show
     from streamseg.bench import commands as bench_commands
     from streamseg.engine import commands as engine_commands
     from streamseg.evaluation import commands as eval_commands
-    from streamseg.vocab import commands as vocab_commands
     from streamseg.training import commands as train_commands
     from streamseg.transport import commands as transport_commands
+    from streamseg.vocab import commands as vocab_commands
 
     parser = argparse.ArgumentParser(
         prog="streamseg",
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_commands.add_parsers(sub)  # train, data
     eval_commands.add_parsers(sub)  # eval, eval-json
     bench_commands.add_parsers(sub)  # bench engine|model|kernels
+    config_show.add_parsers(sub)  # config show
     return parser
 
 

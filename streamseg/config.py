@@ -7,6 +7,7 @@ type or range raises :class:`ConfigError` naming the dotted field.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -35,10 +36,34 @@ class Config:
     source_path: str | None = field(default=None, metadata={"internal": True})
 
 
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # the shipped configs (checkout / editable)
+
+
+def packaged_configs() -> list[str]:
+    """Names of the shipped configs (``cpu-mobilenet``, ``r50``, ...), usable wherever a path is."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A config path as given, or a shipped config's name (``cpu-mobilenet``) from any folder."""
+    p = Path(path)
+    if p.is_file() or p.suffix or len(p.parts) > 1:
+        return p
+    named = CONFIG_DIR / f"{p}.yaml"
+    if named.is_file():
+        return named
+    close = difflib.get_close_matches(str(p), packaged_configs(), n=3)
+    hint = f" (closest shipped configs: {', '.join(close)})" if close else \
+        f" (shipped configs: {', '.join(packaged_configs())})"
+    raise ConfigError(f"config file not found: {p}{hint}")
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Load a YAML config (or the defaults when path is None) and apply ``key.sub=value`` overrides."""
+    """Load a YAML config (a path or a shipped config's name; the defaults when None) and apply
+    ``key.sub=value`` overrides."""
     data: dict[str, Any] = {}
     if path is not None:
+        path = resolve_config_path(path)
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
@@ -112,7 +137,10 @@ def from_dict(cls: type, data: Any, prefix: str) -> Any:
     known = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     for key in data:
         if key not in known:
-            raise ConfigError(f"config: unknown key '{prefix}{key}'")
+            close = difflib.get_close_matches(str(key), list(known), n=3, cutoff=0.5)
+            hint = f" (closest: {', '.join(prefix + c for c in close)})" if close else \
+                f" (valid here: {', '.join(prefix + k for k in known)})"
+            raise ConfigError(f"config: unknown key '{prefix}{key}'{hint}")
     kwargs = {}
     for name, value in data.items():
         kwargs[name] = _coerce(hints[name], value, f"{prefix}{name}")
@@ -123,7 +151,7 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, name + ".")
+        return from_dict(typing.cast(type, tp), value, name + ".")
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -142,6 +170,8 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
             raise ConfigError(f"config: {name} must be one of {allowed}, got {value!r}")
         return value
     if origin in (list, tuple):
+        if isinstance(value, str):  # --set vocabulary.names=person,car
+            value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config: {name} must be a list, got {value!r}")
         inner = args[0] if args else Any

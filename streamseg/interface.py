@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
+
+from streamseg.masks import MaskBox, box_xyxy, crop_of, paste
 
 
 @dataclass
@@ -51,7 +53,22 @@ class Instance:
     label: str
     score: float
     box_xyxy: tuple[float, float, float, float]  # pixels, full resolution
-    mask: np.ndarray  # H x W bool, full resolution
+    crop: np.ndarray  # h x w bool: the mask inside mask_box (the one representation up to the wire)
+    mask_box: MaskBox  # x, y, w, h of the crop in the frame
+
+    @classmethod
+    def from_mask(cls, track_id: int, class_id: int, label: str, score: float,
+                  mask: np.ndarray) -> "Instance | None":
+        """An instance from a full-frame bool mask (its tight crop and box); None when the mask is empty."""
+        cropped = crop_of(mask)
+        if cropped is None:
+            return None
+        crop, box = cropped
+        return cls(track_id, class_id, label, score, box_xyxy(box), crop, box)
+
+    def full_mask(self, height: int, width: int) -> np.ndarray:
+        """The mask expanded to a height x width frame (allocates one; for consumers that want it)."""
+        return paste(self.crop, self.mask_box, height, width)
 
 
 @dataclass
@@ -80,15 +97,19 @@ class Vocabulary:
         return digest[:12]
 
 
-@runtime_checkable
-class Segmenter(Protocol):
-    """A per-frame segmenter and tracker. All per-stream state lives in the object init_state returns."""
+StateT = TypeVar("StateT")
 
-    def init_state(self, vocabulary: Vocabulary) -> Any:
+
+@runtime_checkable
+class Segmenter(Protocol[StateT]):
+    """A per-frame segmenter and tracker. All per-stream state lives in the object init_state returns
+    (its own typed class, e.g. ``SegmenterState``); the engine holds it without looking inside."""
+
+    def init_state(self, vocabulary: Vocabulary) -> StateT:
         """Fresh state for one stream."""
 
-    def step(self, state: Any, frame: Frame) -> Tracks:
+    def step(self, state: StateT, frame: Frame) -> Tracks:
         """Segment and track one frame; the returned Tracks are final."""
 
-    def set_vocabulary(self, state: Any, vocabulary: Vocabulary) -> None:
+    def set_vocabulary(self, state: StateT, vocabulary: Vocabulary) -> None:
         """Swap the vocabulary of a running stream; takes effect on the next step."""

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamseg.evaluation.results import TubeResult
 from streamseg.data.ytvis import Annotation, Category, Video, YtvisDataset, encode_mask
+from streamseg.evaluation.results import TubeResult
 
 
 def rect(h: int, w: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 
 from streamseg.config import Config, load_config
+from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
 from streamseg.interface import Frame, Vocabulary
 from streamseg.vocab.encoders import MINILM_ID
-from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "configs" / "tiny-test.yaml"

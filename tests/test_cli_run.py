@@ -5,8 +5,8 @@ import time
 import av
 import numpy as np
 import pytest
-
 from engine_helpers import iou, start_cli
+
 from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
 from streamseg.transport import Subscriber
 

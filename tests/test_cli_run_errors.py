@@ -2,7 +2,6 @@
 import os
 
 import pytest
-
 from engine_helpers import run_cli
 
 

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from streamseg.data.synthetic_scene import SceneConfig, SyntheticScene
-from streamseg.training.augment import ClipAugment
 from streamseg.data.commands import add_data_parser
-from streamseg.training.datasets import Clip, YtvisClipDataset, sample_frame_indices
 from streamseg.data.frames import read_rgb
-from streamseg.data.ytvis import DatasetError, decode_rle, encode_mask, load_ytvis, parse_ytvis
-from streamseg.training.unified_classes import taxonomy_of
 from streamseg.data.synth import SPLIT_TAXONOMIES, SynthSpec, write_synthetic
+from streamseg.data.synthetic_scene import SceneConfig, SyntheticScene
+from streamseg.data.ytvis import DatasetError, decode_rle, encode_mask, load_ytvis, parse_ytvis
+from streamseg.training.augment import ClipAugment
+from streamseg.training.datasets import Clip, YtvisClipDataset, sample_frame_indices
+from streamseg.training.unified_classes import taxonomy_of
 
 W, H, T = 96, 64, 6
 

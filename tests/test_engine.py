@@ -4,8 +4,9 @@ import time
 
 import av
 import pytest
-
 from engine_helpers import BrightRegionSegmenter, iou, square_frame, wait_subscribed, write_square_mp4
+
+from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
 from streamseg.engine.config import EngineConfig
 from streamseg.engine.ground_truth import GroundTruthSegmenter
 from streamseg.engine.overlay import OverlayRecorder
@@ -13,7 +14,6 @@ from streamseg.engine.pipeline import Engine, StreamSpec
 from streamseg.errors import SourceError
 from streamseg.interface import Frame, Vocabulary
 from streamseg.sources import SourceOptions, open_source
-from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
 from streamseg.transport import Publisher, Subscriber, protocol
 
 VOCAB = Vocabulary(names=list(SYNTHETIC_CLASSES))

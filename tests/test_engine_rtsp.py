@@ -6,8 +6,8 @@ import threading
 import time
 
 import pytest
-
 from engine_helpers import ROOT, BrightRegionSegmenter, subprocess_env, wait_subscribed
+
 from streamseg.engine.config import EngineConfig
 from streamseg.engine.pipeline import Engine, StreamSpec
 from streamseg.interface import Vocabulary

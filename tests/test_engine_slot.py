@@ -33,7 +33,9 @@ def test_drop_mode_producer_never_waits_for_a_slow_consumer():
     consumer.start()
     for i in range(200):  # a fast reader: 200 puts happen while the consumer takes at most 3
         slot.put(i)
-    consumer.join(2.0)
+    slot.close()  # the consumer's next get returns at once instead of timing out
+    consumer.join(5.0)
+    assert not consumer.is_alive()
     assert slot.put_count == 200
     # every frame either was taken, is still in the slot, or was counted as dropped
     assert len(taken) + slot.dropped + (1 if slot.has_item() else 0) == 200
@@ -59,7 +61,8 @@ def test_wait_mode_loses_nothing_and_keeps_order():
                 break
             continue
         received.append(item)
-    t.join(2.0)
+    t.join(5.0)
+    assert not t.is_alive()
     assert received == list(range(n))
     assert slot.dropped == 0
 

@@ -1,12 +1,12 @@
 """Stage timings, rates, status messages and the GroundTruthSegmenter test double."""
 import numpy as np
 
-from streamseg.engine.ground_truth import GroundTruthSegmenter, mask_box_xyxy
+from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
+from streamseg.engine.ground_truth import GroundTruthSegmenter
 from streamseg.engine.overlay import TextRenderer, draw_overlay, track_colour
 from streamseg.engine.status import StreamStatus, terminal_line
 from streamseg.engine.timings import RateMeter, StageTimings
-from streamseg.interface import Frame, Tracks, Vocabulary
-from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
+from streamseg.interface import Frame, Instance, Tracks, Vocabulary
 from streamseg.transport import decode, encode_status
 
 
@@ -60,10 +60,10 @@ def test_ground_truth_segmenter_replays_the_scene():
     visible = [t for t in truth if t.mask.any()]
     assert [i.track_id for i in tracks.instances] == [t.instance_id for t in visible]
     for inst, t in zip(tracks.instances, visible):
-        assert inst.mask is t.mask and inst.score == 1.0 and inst.label == SYNTHETIC_CLASSES[t.class_id]
+        assert np.array_equal(inst.full_mask(*t.mask.shape), t.mask) and inst.score == 1.0 and inst.label == SYNTHETIC_CLASSES[t.class_id]
         ys, xs = np.nonzero(t.mask)
         assert inst.box_xyxy == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
-    assert mask_box_xyxy(np.zeros((4, 4), bool)) is None
+    assert Instance.from_mask(1, 0, "x", 1.0, np.zeros((4, 4), bool)) is None
 
 
 def test_overlay_tints_masks_and_draws_labels():
@@ -77,7 +77,7 @@ def test_overlay_tints_masks_and_draws_labels():
     assert out.shape == image.shape and out is not image
     inst = tracks.instances[-1]
     alone = draw_overlay(image, Tracks(40, image.shape[1], image.shape[0], [inst]), TextRenderer(), alpha=0.5)
-    m = inst.mask.copy()
+    m = inst.full_mask(*image.shape[:2])
     x0, y0, x1, y1 = (int(v) for v in inst.box_xyxy)
     m[y0:y0 + 20, :] = False  # away from the label plate and the box outline
     m[:, [x0, x1 - 1]] = False
@@ -93,3 +93,19 @@ def test_overlay_tints_masks_and_draws_labels():
     assert np.array_equal(out[outside], image[outside])
     assert track_colour(7).tolist() == track_colour(7).tolist()
     assert track_colour(7).tolist() != track_colour(8).tolist()
+
+
+def test_overlay_labels_of_overlapping_boxes_do_not_overlap():
+    from streamseg.engine.overlay import place_label
+
+    placed: list[tuple[int, int, int, int]] = []
+    rects = []
+    for x, y in [(100, 50), (104, 52), (98, 49), (300, 200)]:  # three boxes at nearly the same corner
+        tx, ty = place_label(x, y, 80, 16, 640, 360, placed)
+        placed.append((tx, ty, tx + 80, ty + 16))
+        rects.append(placed[-1])
+    for i, p in enumerate(rects):
+        for q in rects[i + 1:]:
+            assert not (p[0] < q[2] and q[0] < p[2] and p[1] < q[3] and q[1] < p[3]), (p, q)
+    assert rects[0] == (100, 34, 180, 50)  # the first sits right above its box
+    assert rects[3] == (300, 184, 380, 200)  # a label with room stays where it belongs

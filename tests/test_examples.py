@@ -6,9 +6,9 @@ import sys
 
 import numpy as np
 import pytest
+from engine_helpers import ROOT, iou, start_cli, subprocess_env
 from pycocotools import mask as coco_mask
 
-from engine_helpers import ROOT, iou, start_cli, subprocess_env
 from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
 
 SCENE = dict(seed=5, width=320, height=180, instances=5)

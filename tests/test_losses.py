@@ -8,7 +8,12 @@ import torch
 
 from streamseg.training.assignment import VideoAssignment
 from streamseg.training.losses import (
-    FrameTargets, LossWeights, VideoCriterion, class_loss, mask_losses, tcm_loss,
+    FrameTargets,
+    LossWeights,
+    VideoCriterion,
+    class_loss,
+    mask_losses,
+    tcm_loss,
 )
 from streamseg.training.matcher import HungarianMatcher, MatchCosts
 

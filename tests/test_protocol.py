@@ -5,13 +5,13 @@ import msgpack
 import numpy as np
 import pytest
 from pycocotools import mask as coco_mask
+from transport_helpers import VOCAB, border_masks, make_tracks
 
 from streamseg.errors import ProtocolError
 from streamseg.interface import Frame, Instance, Tracks
 from streamseg.transport import rle
 from streamseg.transport.messages import EosMessage, SegMessage, StatusMessage
 from streamseg.transport.protocol import decode, encode_eos, encode_seg, encode_status
-from transport_helpers import VOCAB, border_masks, make_tracks
 
 SEG_KEYS = {"v", "stream", "epoch", "seq", "frame_index", "pts", "t_capture_ns", "t_publish_ns", "width",
             "height", "vocab", "instances"}
@@ -143,12 +143,12 @@ def test_encode_status_rejects_bad_fields(change, fragment):
 
 def test_encode_rejects_mask_of_wrong_size_and_bad_stream_id():
     frame = Frame(np.zeros((10, 10, 3), np.uint8), 0, None, 0)
-    tracks = Tracks(0, 10, 10, [Instance(1, 0, "person", 1.0, (0, 0, 1, 1), np.zeros((5, 5), bool))])
-    with pytest.raises(ProtocolError, match="mask shape"):
+    tracks = Tracks(0, 10, 10, [Instance(1, 0, "person", 1.0, (8, 8, 13, 13), np.ones((5, 5), bool), (8, 8, 5, 5))])
+    with pytest.raises(ProtocolError, match="does not fit the 10x10 frame"):
         encode_seg("s", 0, 0, frame, tracks, VOCAB)
     with pytest.raises(ProtocolError, match="stream id"):
         encode_seg("has space", 0, 0, frame, Tracks(0, 10, 10), VOCAB)
-    nan_score = Instance(1, 0, "person", float("nan"), (0, 0, 1, 1), np.zeros((10, 10), bool))
+    nan_score = Instance(1, 0, "person", float("nan"), (0, 0, 1, 1), np.ones((1, 1), bool), (0, 0, 1, 1))
     with pytest.raises(ProtocolError, match="finite"):
         encode_seg("s", 0, 0, frame, Tracks(0, 10, 10, [nan_score]), VOCAB)
 

@@ -39,9 +39,11 @@ def test_step_gives_full_resolution_bool_masks_and_boxes_that_fit_them(seg, voca
         ids = [inst.track_id for inst in tracks.instances]
         assert len(set(ids)) == len(ids) and ids == sorted(ids)
         for inst in tracks.instances:
-            assert inst.mask.shape == (100, 150) and inst.mask.dtype == np.bool_
-            assert inst.mask.any()
-            assert inst.box_xyxy == box_of(inst.mask)
+            x, y, w, h = inst.mask_box
+            assert inst.crop.shape == (h, w) and inst.crop.dtype == np.bool_
+            assert x + w <= 150 and y + h <= 100
+            full = inst.full_mask(100, 150)
+            assert full.any() and inst.box_xyxy == box_of(full) == (x, y, x + w, y + h)
             assert 0 <= inst.class_id < len(vocab.names) and inst.label == vocab.names[inst.class_id]
             assert 0.0 < inst.score <= 1.0
             seen += 1
@@ -188,8 +190,10 @@ def test_paste_mask_equals_whole_frame_bilinear_upsampling(low, full):
         if not ref.any():
             assert got is None
             continue
-        mask, box = got
-        assert mask.shape == full and mask.dtype == np.bool_
+        crop, (x, y, w, h) = got
+        assert crop.shape == (h, w) and crop.dtype == np.bool_
+        mask = np.zeros(full, bool)
+        mask[y:y + h, x:x + w] = crop
         assert np.array_equal(mask, ref)
-        assert box == box_of(ref)
+        assert (x, y, x + w, y + h) == box_of(ref)  # the crop is tight
     assert paste_mask(torch.full(low, -1.0), full[0], full[1], 0.0) is None

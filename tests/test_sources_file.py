@@ -4,8 +4,8 @@ import time
 
 import numpy as np
 import pytest
-
 from sources_helpers import nearest_level, write_numbered_video
+
 from streamseg.errors import SourceError
 from streamseg.sources import SourceOptions, open_source
 

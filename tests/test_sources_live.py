@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 import pytest
-
 from sources_helpers import RtspTestServer
+
 from streamseg.errors import SourceError
 from streamseg.sources import SourceOptions, open_source
 from streamseg.sources.gst_reader import GstAppsinkReader, gstreamer_available

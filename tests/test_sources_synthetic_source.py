@@ -1,12 +1,11 @@
 """synthetic:// as a source: frames are the scene's frames with their ground truth attached."""
-import time
 
 import numpy as np
 import pytest
 
+from streamseg.data.synthetic_scene import SceneConfig, SyntheticScene
 from streamseg.errors import SourceError
 from streamseg.sources import SourceOptions, open_source
-from streamseg.data.synthetic_scene import SceneConfig, SyntheticScene
 
 
 def test_unpaced_synthetic_source_matches_the_scene():

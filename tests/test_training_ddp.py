@@ -7,15 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streamseg.config import load_config
 from training_helpers import write_tiny_synth
+
+from streamseg.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_ddp_two_cpu_processes_train_in_lockstep(tmp_path: Path, free_port: int) -> None:
-    from streamseg.predictor.checkpoint import load_checkpoint, load_weights
     from streamseg.model.online import OnlineVIS
+    from streamseg.predictor.checkpoint import load_checkpoint, load_weights
 
     write_tiny_synth(tmp_path / "synth")
     torchrun = Path(sys.executable).parent / "torchrun"

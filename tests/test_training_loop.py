@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from training_helpers import one_torch_thread, write_tiny_synth
 
 from streamseg.cli import main as cli_main
 from streamseg.config import load_config
 from streamseg.training.config import TrainConfig
 from streamseg.training.losses import FrameTargets, LossWeights, VideoCriterion, class_loss, mask_classes
 from streamseg.training.schedule import lr_factor, param_groups
-
-from training_helpers import one_torch_thread, write_tiny_synth
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "configs" / "tiny-test.yaml")
@@ -91,8 +90,8 @@ def _log(path: Path) -> list[dict]:
 
 
 def test_train_writes_checkpoints_and_resume_replays_exactly(synth: Path, tmp_path: Path) -> None:
-    from streamseg.predictor.checkpoint import load_checkpoint, load_weights
     from streamseg.model.online import OnlineVIS
+    from streamseg.predictor.checkpoint import load_checkpoint, load_weights
 
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     with one_torch_thread():
@@ -133,9 +132,10 @@ def test_train_errors_are_one_line(synth: Path, tmp_path: Path, capsys) -> None:
 
 
 def test_time_limit_stops_early_and_still_writes_the_model(tmp_path: Path) -> None:
+    from training_helpers import SceneClips, random_vocabulary
+
     from streamseg.training.distributed import DistInfo
     from streamseg.training.loop import Trainer
-    from training_helpers import SceneClips, random_vocabulary
 
     cfg = load_config(TINY, ["train.num_points=64", "train.clip_frames=1", "train.batch=1"])
     clips = SceneClips([(1, 30)])
@@ -150,8 +150,8 @@ def test_time_limit_stops_early_and_still_writes_the_model(tmp_path: Path) -> No
 def test_joint_batches_carry_unified_labels_and_each_datasets_class_mask(tmp_path: Path) -> None:
     import numpy as np
 
-    from streamseg.training.clips import DatasetClips
     from streamseg.data.synth import SynthSpec, write_synthetic
+    from streamseg.training.clips import DatasetClips
 
     write_synthetic(SynthSpec(out=str(tmp_path), videos=2, val_videos=0, frames=4, width=96, height=64,
                               instances=3, split=3))

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from training_helpers import SceneClips, one_torch_thread, random_vocabulary
 
 from streamseg.config import load_config
 from streamseg.training.distributed import DistInfo
 from streamseg.training.loop import Trainer
-from training_helpers import SceneClips, one_torch_thread, random_vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
 

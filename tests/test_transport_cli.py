@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from transport_helpers import VOCAB, make_tracks
 
 from streamseg.transport.publisher import Publisher
-from transport_helpers import VOCAB, make_tracks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +77,7 @@ def test_subscribe_count_json_prints_one_parsable_line_per_seg_message():
         assert [i["id"] for i in r["instances"]] == [10, 11]
         assert [i["label"] for i in r["instances"]] == VOCAB.names[:2]
         assert [i["area"] for i in r["instances"]] == [int(m.sum()) for m in masks]
-        assert r["instances"][1]["box"] == [30.0, 20.0, 48.0, 36.0]
+        assert r["instances"][1]["box_xyxy"] == [30.0, 20.0, 48.0, 36.0]  # the wire's field name
         assert r["instances"][1]["mask_box"] == [30, 20, 18, 16]
         assert r["instances"][0]["score"] == 0.5
 
@@ -112,4 +112,18 @@ def test_subscribe_times_out_with_one_line_error_when_nothing_arrives(free_port)
     proc = _spawn(f"tcp://127.0.0.1:{free_port}", "--timeout", "0.5", "--json")
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and out == ""
-    assert err.count("\n") == 1 and err.startswith("streamseg: error: no message from tcp://127.0.0.1:")
+    notice, error = err.splitlines()  # what it waited for, then one error line
+    assert notice == (f"streamseg subscribe: waiting for messages from tcp://127.0.0.1:{free_port} "
+                      "(topics: seg/, status/, eos/; up to 0.5 s of silence; Ctrl-C to stop)")
+    assert error.startswith("streamseg: error: no message from tcp://127.0.0.1:")
+
+
+def test_subscribe_timeout_has_a_default():
+
+    from streamseg.transport.commands import DEFAULT_TIMEOUT_S
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-m", "streamseg", "subscribe", "--help"], capture_output=True,
+                         text=True, timeout=60, env=env)
+    assert out.returncode == 0 and DEFAULT_TIMEOUT_S == 30.0
+    assert "(default: 30; 0 = wait forever)" in " ".join(out.stdout.split())

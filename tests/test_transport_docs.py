@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from transport_helpers import VOCAB, border_masks, make_tracks
 
 from streamseg.transport.publisher import Publisher
-from transport_helpers import VOCAB, border_masks, make_tracks
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = (ROOT / "docs" / "protocol.md").read_text()

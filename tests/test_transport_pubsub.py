@@ -5,13 +5,13 @@ import time
 
 import numpy as np
 import pytest
+from transport_helpers import VOCAB, border_masks, make_tracks, sync, with_seq
 
 from streamseg.errors import ConfigError, ProtocolError
 from streamseg.transport.messages import EosMessage, SegMessage, StatusMessage
 from streamseg.transport.protocol import encode_seg
 from streamseg.transport.publisher import Publisher
 from streamseg.transport.subscriber import Subscriber
-from transport_helpers import VOCAB, border_masks, make_tracks, sync, with_seq
 
 STATUS = {"state": "connected", "fps_in": 30.0, "fps_out": 29.0, "dropped": 2, "epoch": 0,
           "latency_ms": {"segment": (20.0, 31.0)}}
@@ -130,7 +130,8 @@ def test_recv_latest_keeps_newest_per_stream_and_never_skips_eos(tcp_pair):
     assert segs["a"].seq == 4 and segs["b"].seq == 4
     assert segs["a"].skipped == 4 and segs["b"].skipped == 4 and segs["a"].seq_gap == 0
     assert [m for m in got if isinstance(m, StatusMessage)][0].fps_in == 4.0  # newest status only
-    np.testing.assert_array_equal(segs["a"].instances[0].mask, _small_frame(4)[1].instances[0].mask)
+    sent = _small_frame(4)[1].instances[0]
+    np.testing.assert_array_equal(segs["a"].instances[0].mask, sent.full_mask(*segs["a"].instances[0].mask.shape))
     assert sub.recv_latest(100) is None and sub.skipped == 8
 
 

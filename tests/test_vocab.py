@@ -6,12 +6,10 @@ from segmenter_helpers import random_vocabulary, run_cli, scene_frames, tiny_con
 from streamseg.cli import main
 from streamseg.config import load_config
 from streamseg.errors import ConfigError
-from streamseg.vocab import files as vocabulary_module
 from streamseg.predictor.segmenter import build_segmenter
-from streamseg.vocab.encoders import (MINILM_ID, OpenClipEncoder, encode_names, encoder_id_for_spec,
-                                           parse_encoder_spec)
-from streamseg.vocab.files import (build_vocabulary, load_vocabulary, resolve_vocabulary,
-                                        save_vocabulary)
+from streamseg.vocab import files as vocabulary_module
+from streamseg.vocab.encoders import MINILM_ID, OpenClipEncoder, encode_names, encoder_id_for_spec, parse_encoder_spec
+from streamseg.vocab.files import build_vocabulary, load_vocabulary, resolve_vocabulary, save_vocabulary
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import numpy as np
 import torch
 
 from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
-from streamseg.training.losses import FrameTargets
 from streamseg.training.loop import ClipBatch
+from streamseg.training.losses import FrameTargets
 
 
 class SceneClips:

@@ -14,21 +14,18 @@ VOCAB = Vocabulary(["person", "car", "ring"], encoder_id="test")
 SYNC_STREAM = "sync"
 
 
-def box_of(mask: np.ndarray) -> tuple[float, float, float, float]:
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    if rows.size == 0:
-        return (0.0, 0.0, 0.0, 0.0)
-    return (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
-
-
 def make_tracks(masks: list[np.ndarray], index: int = 7, pts: float | None = 0.25,
                 t_capture_ns: int = 1_700_000_000_123_456_789) -> tuple[Frame, Tracks]:
     """A frame with one instance per mask: track ids 10, 11, …, classes cycling over VOCAB."""
     height, width = masks[0].shape if masks else (48, 64)
     frame = Frame(np.zeros((height, width, 3), np.uint8), index, pts, t_capture_ns)
-    instances = [
-        Instance(10 + i, i % 3, VOCAB.names[i % 3], 0.5 + i / 100, box_of(m), m) for i, m in enumerate(masks)
-    ]
+    instances = []
+    for i, m in enumerate(masks):
+        inst = Instance.from_mask(10 + i, i % 3, VOCAB.names[i % 3], 0.5 + i / 100, m)
+        if inst is None:  # an empty mask travels as an empty crop
+            inst = Instance(10 + i, i % 3, VOCAB.names[i % 3], 0.5 + i / 100, (0.0, 0.0, 0.0, 0.0),
+                            np.zeros((0, 0), bool), (0, 0, 0, 0))
+        instances.append(inst)
     return frame, Tracks(index, width, height, instances)
 
 

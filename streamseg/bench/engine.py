@@ -30,7 +30,7 @@ class _ReplaySource:
     live = False
     state = "connected"
     epoch = 0
-    fps = 30.0
+    fps: float | None = 30.0
 
     def __init__(self, pool: list[tuple], frames: int) -> None:
         self.uri = "bench://synthetic"
@@ -43,7 +43,7 @@ class _ReplaySource:
             if self._closed.is_set():
                 return
             image, truth = self._pool[i % len(self._pool)]
-            yield Frame(image=image, index=i, pts=i / self.fps, t_capture_ns=time.time_ns(), truth=truth)
+            yield Frame(image=image, index=i, pts=i / 30.0, t_capture_ns=time.time_ns(), truth=truth)
         self.state = "ended"
 
     def close(self) -> None:
@@ -82,7 +82,11 @@ def _start_subscriber(publisher) -> subprocess.Popen:
                             text=True)
     probe = {"state": "connecting", "fps_in": 0.0, "fps_out": 0.0, "dropped": 0, "latency_ms": {}, "epoch": 0}
     ready = threading.Event()
-    threading.Thread(target=lambda: proc.stdout.readline() and ready.set(), daemon=True).start()
+    def wait_line() -> None:
+        if proc.stdout is not None and proc.stdout.readline():
+            ready.set()
+
+    threading.Thread(target=wait_line, daemon=True).start()
     deadline = time.monotonic() + 10
     while not ready.is_set() and time.monotonic() < deadline:
         publisher.send(protocol.encode_status("probe", probe))
@@ -91,11 +95,11 @@ def _start_subscriber(publisher) -> subprocess.Popen:
 
 
 def run_bench(frames: int, width: int, height: int, instances: int) -> dict:
+    from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
     from streamseg.engine.config import EngineConfig
     from streamseg.engine.ground_truth import GroundTruthSegmenter
     from streamseg.engine.pipeline import Engine, StreamSpec
     from streamseg.interface import Vocabulary
-    from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
     from streamseg.transport import protocol
     from streamseg.transport.publisher import Publisher
 

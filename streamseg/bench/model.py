@@ -25,10 +25,10 @@ def main(args: argparse.Namespace) -> int:
     import torch
 
     from streamseg.config import load_config
+    from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES
     from streamseg.errors import ConfigError
     from streamseg.predictor.segmenter import build_segmenter
     from streamseg.vocab.files import build_vocabulary
-    from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES
 
     sizes = _parse_sizes(args.sizes)
     if args.frames < 1:
@@ -79,8 +79,8 @@ def _parse_sizes(text: str) -> list[tuple[int, int]]:
 
 
 def _frames(width: int, height: int, count: int) -> list:
-    from streamseg.interface import Frame
     from streamseg.data.synthetic_scene import SceneConfig, SyntheticScene
+    from streamseg.interface import Frame
 
     scene = SyntheticScene(SceneConfig(seed=1, width=width, height=height))
     return [Frame(image=scene.render(i)[0], index=i, pts=None, t_capture_ns=0) for i in range(count)]

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from streamseg.errors import ConfigError
-from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
 from streamseg.data.frames import write_jpeg
+from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
 from streamseg.data.ytvis import Annotation, Category, Rle, Video, YtvisDataset, encode_mask, write_ytvis
+from streamseg.errors import ConfigError
 
 # Different but overlapping taxonomies (each shape is in at least one training dataset).
 SPLIT_TAXONOMIES: dict[int, list[tuple[str, ...]]] = {

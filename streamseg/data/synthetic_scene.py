@@ -348,7 +348,7 @@ def _shape_mask(class_id: int, px: np.ndarray, py: np.ndarray, angle: float, r: 
             cx, cy = math.cos(e), math.sin(e)  # rotate the normal by `angle`
             inside = along(ca * cx - sa * cy, sa * cx + ca * cy) <= half_in
             m = inside if m is None else (m & inside)
-        return m
+        return np.asarray(m)
     au = np.abs(along(ca, sa))
     av = np.abs(along(-sa, ca))
     if name == "square":

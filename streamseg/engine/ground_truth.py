@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from streamseg.errors import SourceError
 from streamseg.interface import Frame, Instance, Tracks, Vocabulary
 
@@ -20,15 +18,6 @@ from streamseg.interface import Frame, Instance, Tracks, Vocabulary
 class GroundTruthState:
     vocabulary: Vocabulary
     steps: int = 0
-
-
-def mask_box_xyxy(mask: np.ndarray) -> tuple[float, float, float, float] | None:
-    """Tight box of a boolean mask in pixels, end-exclusive (x0, y0, x1, y1); None when empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask[rows[0]:rows[-1] + 1].any(axis=0))
-    return (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
 
 
 class GroundTruthSegmenter:
@@ -47,12 +36,10 @@ class GroundTruthSegmenter:
         names = state.vocabulary.names
         instances = []
         for truth in frame.truth:
-            box = mask_box_xyxy(truth.mask)
-            if box is None:
-                continue
             label = names[truth.class_id] if 0 <= truth.class_id < len(names) else truth.label
-            instances.append(Instance(track_id=int(truth.instance_id), class_id=int(truth.class_id),
-                                      label=label, score=1.0, box_xyxy=box, mask=truth.mask))
+            inst = Instance.from_mask(int(truth.instance_id), int(truth.class_id), label, 1.0, truth.mask)
+            if inst is not None:
+                instances.append(inst)
         state.steps += 1
         return Tracks(frame_index=frame.index, width=frame.width, height=frame.height,
                       instances=instances)

@@ -63,32 +63,50 @@ def draw_overlay(image: np.ndarray, tracks: Tracks, text: TextRenderer, alpha: f
     out = image.copy()
     h, w = out.shape[:2]
     a = int(round(alpha * 256))  # integer blend in 8.8 fixed point: 5x faster than float
+    placed: list[tuple[int, int, int, int]] = []  # label plates drawn so far (x0, y0, x1, y1)
     for inst in tracks.instances:
         colour = track_colour(inst.track_id)
         x0, y0, x1, y1 = (int(round(v)) for v in inst.box_xyxy)
         x0, y0 = max(0, min(w - 1, x0)), max(0, min(h - 1, y0))
         x1, y1 = max(x0 + 1, min(w, x1)), max(y0 + 1, min(h, y1))
-        mask = inst.mask
-        if mask.shape[:2] == (h, w):
-            region = out[y0:y1, x0:x1]  # only the box is touched, never the full frame
+        mx, my, mw, mh = inst.mask_box
+        cx0, cy0, cx1, cy1 = max(0, mx), max(0, my), min(w, mx + mw), min(h, my + mh)
+        if inst.crop.shape == (mh, mw) and cx1 > cx0 and cy1 > cy0:
+            region = out[cy0:cy1, cx0:cx1]  # only the crop's box is touched, never the full frame
             blended = region.astype(np.uint16) * (256 - a)
             blended += (colour * a).astype(np.uint16)
-            np.copyto(region, (blended >> 8).astype(np.uint8), where=mask[y0:y1, x0:x1, None])
+            crop = inst.crop[cy0 - my:cy1 - my, cx0 - mx:cx1 - mx]
+            np.copyto(region, (blended >> 8).astype(np.uint8), where=crop[:, :, None])
         c = colour.astype(np.uint8)
         out[y0, x0:x1] = c
         out[y1 - 1, x0:x1] = c
         out[y0:y1, x0] = c
         out[y0:y1, x1 - 1] = c
-        _draw_label(out, f"#{inst.track_id} {inst.label} {inst.score:.2f}", x0, y0, colour, text)
+        _draw_label(out, f"#{inst.track_id} {inst.label} {inst.score:.2f}", x0, y0, colour, text, placed)
     return out
 
 
-def _draw_label(out: np.ndarray, label: str, x: int, y: int, colour: np.ndarray, text: TextRenderer) -> None:
+def place_label(x: int, y: int, tw: int, th: int, width: int, height: int,
+                placed: list[tuple[int, int, int, int]]) -> tuple[int, int]:
+    """Top-left of a tw x th plate for a box whose top-left is (x, y): above the box (or inside it at
+    the top edge), moved down a plate at a time past every plate already placed."""
+    tx = min(max(0, x), max(0, width - tw))
+    ty = y - th if y - th >= 0 else y
+    for _ in range(len(placed) + 1):
+        hit = [p for p in placed if tx < p[2] and p[0] < tx + tw and ty < p[3] and p[1] < ty + th]
+        if not hit:
+            break
+        ty = max(p[3] for p in hit)
+    return tx, max(0, min(ty, height - 1))
+
+
+def _draw_label(out: np.ndarray, label: str, x: int, y: int, colour: np.ndarray, text: TextRenderer,
+                placed: list[tuple[int, int, int, int]]) -> None:
     a = text.alpha(label)
     th, tw = a.shape
     h, w = out.shape[:2]
-    ty = y - th if y - th >= 0 else y  # above the box, or inside it at the top edge
-    tx = min(max(0, x), max(0, w - tw))
+    tx, ty = place_label(x, y, tw, th, w, h, placed)
+    placed.append((tx, ty, tx + tw, ty + th))
     th, tw = min(th, h - ty), min(tw, w - tx)
     if th <= 0 or tw <= 0:
         return

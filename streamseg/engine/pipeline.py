@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from streamseg.engine.config import EngineConfig
-from streamseg.engine.slot import LatestFrameSlot
+from streamseg.engine.slot import LatestFrameSlot, SlotItem
 from streamseg.engine.status import StreamStatus, StreamSummary
 from streamseg.engine.timings import RateMeter, StageTimings
 from streamseg.errors import StreamsegError
 from streamseg.interface import Frame, Segmenter, Tracks, Vocabulary
+from streamseg.sources.base import Source
 
 # EOS reasons (the ``reason`` field of eos messages).
 EOS_END = "end"  # the source ended (end of file)
@@ -52,7 +53,7 @@ class Encoder(Protocol):
 @dataclass
 class StreamSpec:
     stream_id: str
-    source: Any  # streamseg.sources.base.Source
+    source: Source
     record_path: str | None = None
 
 
@@ -61,8 +62,8 @@ class _Stream:
     """Run-time state of one stream (touched by its reader thread and the inference loop)."""
 
     spec: StreamSpec
-    slot: LatestFrameSlot
-    seg_state: Any
+    slot: LatestFrameSlot[SlotItem]
+    seg_state: object  # what segmenter.init_state returned; only the segmenter reads it
     timings: StageTimings = field(default_factory=StageTimings)
     rate_in: RateMeter = field(default_factory=RateMeter)
     rate_out: RateMeter = field(default_factory=RateMeter)
@@ -186,8 +187,8 @@ class Engine:
                     if not any(st.slot.has_item() for st in self._streams):
                         self._cond.wait(min(0.05, max(0.0, next_status - now)))
 
-    def _process(self, st: _Stream, item: tuple[Frame, float, int]) -> None:
-        frame, decode_ms, t_put_ns = item
+    def _process(self, st: _Stream, item: SlotItem) -> None:
+        frame, decode_ms, t_put_ns = item.frame, item.decode_ms, item.t_put_ns
         t_take, c_take = time.perf_counter_ns(), time.thread_time_ns()
         tm = st.timings
         tm.add("decode", decode_ms)
@@ -260,7 +261,7 @@ class Engine:
                     decode_ms = (time.perf_counter_ns() - t0) / 1e6
                 st.frames_in += 1
                 st.rate_in.tick(time.monotonic())
-                if not st.slot.put((frame, decode_ms, time.perf_counter_ns())):
+                if not st.slot.put(SlotItem(frame, decode_ms, time.perf_counter_ns())):
                     break
         except StreamsegError as exc:
             reason, st.error = EOS_ERROR, str(exc)

@@ -115,8 +115,8 @@ def _record_paths(record: str | None, stream_ids: list[str]) -> dict[str, str]:
 
 def _build_segmenter(cfg: Config, args: argparse.Namespace) -> tuple[Any, Vocabulary]:
     if args.segmenter == "ground-truth":
-        from streamseg.engine.ground_truth import GroundTruthSegmenter
         from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES
+        from streamseg.engine.ground_truth import GroundTruthSegmenter
 
         # A source without ground truth fails its stream at the first frame (one-line error).
         return GroundTruthSegmenter(), Vocabulary(names=list(SYNTHETIC_CLASSES))

@@ -9,9 +9,21 @@ until any stream has a frame.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from streamseg.interface import Frame
+
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SlotItem:
+    """What a reader thread hands the inference loop: the frame and when/how long it took to get it."""
+
+    frame: Frame
+    decode_ms: float  # the source's decode time (files: wall; live sources: the reader's CPU time)
+    t_put_ns: int  # time.perf_counter_ns() when it entered the slot (slot wait = take - put)
 
 
 class LatestFrameSlot(Generic[T]):

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-
-WIRE_STATES = ("connecting", "connected", "reconnecting", "ended")
+from streamseg.transport.protocol import STATES as WIRE_STATES
 
 
 @dataclass

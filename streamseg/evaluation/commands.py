@@ -38,9 +38,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _eval_json(args: argparse.Namespace) -> int:
+    from streamseg.data.ytvis import load_ytvis
     from streamseg.evaluation.results import read_results
     from streamseg.evaluation.ytvis import evaluate, format_stats
-    from streamseg.data.ytvis import load_ytvis
 
     gt = load_ytvis(args.gt)
     results = read_results(args.results, gt)
@@ -55,19 +55,19 @@ def _eval_json(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from streamseg.config import load_config
+    from streamseg.data.ytvis import image_root_for, load_ytvis, resolve_annotations
     from streamseg.errors import ConfigError
     from streamseg.evaluation.online import restrict, run_online
     from streamseg.evaluation.results import write_results
     from streamseg.evaluation.ytvis import evaluate, format_stats
     from streamseg.predictor.segmenter import build_segmenter
     from streamseg.vocab.files import build_vocabulary
-    from streamseg.data.ytvis import image_root_for, load_ytvis, resolve_annotations
 
     if args.max_videos is not None and args.max_videos < 1:
         raise ConfigError("--max-videos must be >= 1")
     config = load_config(args.config, args.set)
     gt = load_ytvis(resolve_annotations(args.data))
-    image_root = image_root_for(gt.path)
+    image_root = image_root_for(gt.path or resolve_annotations(args.data))
     names = [c.name for c in gt.categories]
     vc = config.vocabulary
     vocabulary = build_vocabulary(names, vc.encoder, vc.templates, use_cache=vc.cache)

@@ -16,10 +16,10 @@ from typing import Callable
 
 import numpy as np
 
-from streamseg.evaluation.results import TubeResult
-from streamseg.interface import Frame, Segmenter, TruthInstance, Vocabulary
 from streamseg.data.frames import read_rgb
 from streamseg.data.ytvis import Annotation, DatasetError, Rle, Video, YtvisDataset, decode_rle, encode_mask
+from streamseg.evaluation.results import TubeResult
+from streamseg.interface import Frame, Instance, Segmenter, TruthInstance, Vocabulary
 
 
 @dataclass
@@ -58,6 +58,18 @@ def _truth(annotations: list[Annotation], t: int, class_index: dict[int, int], n
     return out
 
 
+def _encode_crop(inst: Instance, canvas: np.ndarray) -> Rle:
+    """The full-frame COCO RLE results files hold, from the instance's crop: pasted into the video's
+    one reusable canvas, encoded, and cleared again (no frame allocated per instance)."""
+    x, y, w, h = inst.mask_box
+    region = canvas[y:y + h, x:x + w]
+    region[...] = inst.crop[:region.shape[0], :region.shape[1]]
+    try:
+        return encode_mask(canvas)
+    finally:
+        region[...] = False
+
+
 def run_video(
     segmenter: Segmenter,
     vocabulary: Vocabulary,
@@ -72,6 +84,7 @@ def run_video(
     names = list(vocabulary.names)
     class_index = {name_to_category[n]: k for k, n in enumerate(names) if n in name_to_category}
     seconds = 0.0
+    canvas = np.zeros((video.height, video.width), dtype=bool)  # one frame buffer per video, reused
     components: dict[str, float] = defaultdict(float)
     for t, rel in enumerate(video.file_names):
         image = read_rgb(image_root / rel)
@@ -87,10 +100,10 @@ def run_video(
         for inst in out.instances:
             label = inst.label if inst.label in name_to_category else (
                 names[inst.class_id] if 0 <= inst.class_id < len(names) else None)
-            if label not in name_to_category or not inst.mask.any():
+            if label not in name_to_category or not inst.crop.any():
                 continue
             track = tracks.setdefault(inst.track_id, _Track([None] * video.length))
-            track.segs[t] = encode_mask(inst.mask)
+            track.segs[t] = _encode_crop(inst, canvas)
             track.scores.append(float(inst.score))
             track.votes[name_to_category[label]].append(float(inst.score))
     results = [tr.to_result(video.id) for _, tr in sorted(tracks.items())]

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from streamseg.evaluation.results import TubeResult
 from streamseg.data.ytvis import DatasetError, Rle, YtvisDataset
+from streamseg.evaluation.results import TubeResult
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)
@@ -66,7 +67,7 @@ def _areas(segs: list[Rle | None]) -> list[float]:
     return [0.0 if s is None else float(mask_utils.area(s)) for s in segs]
 
 
-def _mean_nonzero(areas: list[float | None]) -> float:
+def _mean_nonzero(areas: Sequence[float | None]) -> float:
     # The benchmark drops None *and* zero areas before averaging (``if a``).
     present = [a for a in areas if a]
     return float(np.mean(present)) if present else 0.0

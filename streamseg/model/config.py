@@ -82,6 +82,10 @@ class ModelConfig:
         require(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
 
 
+# Prompt templates a class name is embedded with (averaged); `streamseg vocab build` uses the same.
+DEFAULT_TEMPLATES = ("a photo of a {}.", "a video frame showing a {}.")
+
+
 @dataclass
 class VocabularyConfig:
     """What the model recognises (section owned by the SEGMENTER engineer: streamseg/vocab/files.py)."""
@@ -92,7 +96,7 @@ class VocabularyConfig:
     # "clip:MODEL[:PRETRAINED]" through open_clip, e.g. "clip:ViT-B-32:laion2b_s34b_b79k".
     encoder: str = "minilm"
     # Prompt templates ("{}" = the class name); a class embedding is the normalised mean over them.
-    templates: list[str] = field(default_factory=lambda: ["a photo of a {}.", "a video frame showing a {}."])
+    templates: list[str] = field(default_factory=lambda: list(DEFAULT_TEMPLATES))
     cache: bool = True  # reuse embeddings cached under ~/.cache/streamseg/vocab (keyed by encoder+names)
 
     def validate(self) -> None:

@@ -38,7 +38,8 @@ class MSDeformAttn(nn.Module):
 
     def __init__(self, dim: int, levels: int, heads: int, points: int) -> None:
         super().__init__()
-        assert dim % heads == 0
+        if dim % heads:
+            raise ValueError(f"dim {dim} must be divisible by heads {heads}")
         self.levels, self.heads, self.points = levels, heads, points
         self.sampling_offsets = nn.Linear(dim, heads * levels * points * 2)
         self.attention_weights = nn.Linear(dim, heads * levels * points)

@@ -106,6 +106,7 @@ class MaskedDecoder(nn.Module):
                     masks = torch.einsum("bqc,bchw->bqhw", embed, mask_features)
                     if need_aux:
                         aux.append((logits, masks))
-        assert logits is not None and masks is not None
+        if logits is None or masks is None:
+            raise RuntimeError("the decoder ran no layer")
         return DecoderOutput(logits=logits, masks=masks, queries=x, aux=aux,
                              taxo_logits=taxo_logits)

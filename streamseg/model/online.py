@@ -207,7 +207,8 @@ class OnlineVIS(nn.Module):
     def _update_taxonomy(self, state: StepState, coarse: torch.Tensor, text_emb: torch.Tensor) -> None:
         """Buffer this frame's stride-32 features; run TCM when the window of W frames completes,
         on every frame of the first window (frames seen so far), or when the vocabulary changed."""
-        assert self.tcm is not None
+        if self.tcm is None:
+            raise RuntimeError("_update_taxonomy called on a model built without TCM")
         tokens = coarse.flatten(2).transpose(1, 2)  # (B, h*w, C)
         if state.window and state.window[0].shape != tokens.shape:
             state.window.clear()  # the source changed size: a new window starts

@@ -7,13 +7,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from streamseg.masks import MaskBox
+
 _REGION_MAX_FRACTION = 0.2  # measured crossover: above it, upsampling the whole mask is cheaper
 
 
 def paste_mask(logits: torch.Tensor, height: int, width: int,
-               threshold: float) -> tuple[np.ndarray, tuple[float, float, float, float]] | None:
-    """Low-res mask logits (h, w) -> full-resolution bool mask (height, width) and its box, or None
-    if empty.
+               threshold: float) -> tuple[np.ndarray, MaskBox] | None:
+    """Low-res mask logits (h, w) -> the full-resolution mask's tight bool crop and its mask_box
+    (x, y, w, h in the height x width frame), or None if empty. No full frame is allocated.
 
     Equal to thresholding ``F.interpolate(bilinear, align_corners=False)`` of the whole mask, but
     only the region around the mask is sampled: a bilinear value is a convex combination of its 4
@@ -45,10 +47,8 @@ def paste_mask(logits: torch.Tensor, height: int, width: int,
     if ys.size == 0:
         return None
     xs = np.flatnonzero(region_np.any(0))
-    mask = np.zeros((height, width), dtype=bool)
-    mask[y0:y1, x0:x1] = region_np
-    box = (float(x0 + xs[0]), float(y0 + ys[0]), float(x0 + xs[-1] + 1), float(y0 + ys[-1] + 1))
-    return mask, box
+    crop = np.ascontiguousarray(region_np[ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1])
+    return crop, (x0 + int(xs[0]), y0 + int(ys[0]), int(xs[-1] - xs[0]) + 1, int(ys[-1] - ys[0]) + 1)
 
 
 def _bilinear_region(src: torch.Tensor, y0: int, y1: int, x0: int, x1: int, height: int,

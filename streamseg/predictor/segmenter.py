@@ -20,12 +20,13 @@ import torch
 from streamseg.config import Config
 from streamseg.errors import ConfigError
 from streamseg.interface import Frame, Instance, Tracks, Vocabulary
-from streamseg.predictor.checkpoint import checkpoint_vocabulary, load_checkpoint, load_weights
+from streamseg.masks import box_xyxy
 from streamseg.model.online import OnlineVIS, StepOutput, StepState
-from streamseg.vocab.encoders import encoder_id_for_spec
-from streamseg.vocab.files import check_vocabulary, resolve_vocabulary
+from streamseg.predictor.checkpoint import checkpoint_vocabulary, load_checkpoint, load_weights
 from streamseg.predictor.postprocess import paste_mask
 from streamseg.tracking.lifecycle import SlotTracks, TrackLifecycle
+from streamseg.vocab.encoders import encoder_id_for_spec
+from streamseg.vocab.files import check_vocabulary, resolve_vocabulary
 
 
 @dataclass
@@ -98,7 +99,8 @@ class OnlineSegmenter:
         check_vocabulary(vocab, self.encoder_id, self.config.model.text_dim)
 
     def _text_tensor(self, vocab: Vocabulary) -> torch.Tensor:
-        assert vocab.embeddings is not None
+        if vocab.embeddings is None:
+            raise ConfigError(f"vocabulary {vocab.names[:3]}... has no text embeddings: build it with a text encoder")
         return torch.from_numpy(np.ascontiguousarray(vocab.embeddings, dtype=np.float32)).to(self.device)
 
     def _postprocess(self, state: SegmenterState, out: StepOutput, frame: Frame) -> Tracks:
@@ -133,10 +135,10 @@ class OnlineSegmenter:
             pasted = paste_mask(mask_logits[slot], height, width, self._mask_logit_thr)
             if pasted is None:
                 continue  # vanished in the upsampling: nothing to publish
-            mask, box = pasted
+            crop, mask_box = pasted
             instances.append(Instance(
                 track_id=int(result.track_id[slot]), class_id=int(cls[slot]), label=names[int(cls[slot])],
-                score=float(result.score[slot]), box_xyxy=box, mask=mask))
+                score=float(result.score[slot]), box_xyxy=box_xyxy(mask_box), crop=crop, mask_box=mask_box))
         t3 = time.perf_counter()
         timings["tracker"] = (t2 - t1) * 1e3
         timings["postprocess"] = ((t1 - t0) + (t3 - t2)) * 1e3

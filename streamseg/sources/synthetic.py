@@ -11,10 +11,10 @@ import time
 from typing import Iterator
 from urllib.parse import urlsplit
 
+from streamseg.data.synthetic_scene import SceneConfig, SyntheticScene
 from streamseg.errors import SourceError
 from streamseg.interface import Frame
 from streamseg.sources.base import SourceOptions
-from streamseg.data.synthetic_scene import SceneConfig, SyntheticScene
 from streamseg.sources.uri_params import parse_params, require_positive
 
 _SPEC = {"seed": int, "fps": float, "width": int, "height": int, "instances": int, "noise": float,

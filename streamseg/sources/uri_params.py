@@ -4,13 +4,13 @@ A typo in a parameter must fail loudly at open time rather than silently use a d
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 from urllib.parse import parse_qsl
 
 from streamseg.errors import SourceError
 
 
-def parse_params(uri: str, query: str, spec: dict[str, type], defaults: dict[str, Any]) -> dict[str, Any]:
+def parse_params(uri: str, query: str, spec: Mapping[str, type], defaults: dict[str, Any]) -> dict[str, Any]:
     """Values of ``query`` converted by ``spec``; unknown names and bad values raise SourceError."""
     out = dict(defaults)
     for name, raw in parse_qsl(query, keep_blank_values=True):

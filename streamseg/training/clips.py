@@ -12,10 +12,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from streamseg.data.ytvis import image_root_for, load_ytvis, resolve_annotations
 from streamseg.errors import ConfigError
 from streamseg.training.augment import ClipAugment
 from streamseg.training.datasets import Clip, YtvisClipDataset
-from streamseg.data.ytvis import image_root_for, load_ytvis, resolve_annotations
 from streamseg.training.loop import ClipBatch
 from streamseg.training.losses import FrameTargets
 from streamseg.training.sampler import MultiDatasetSampler, default_ratios

@@ -23,14 +23,14 @@ def run_training(
     max_minutes: float | None = None,
 ) -> TrainResult | None:
     """Train as the CLI asks; returns the result on rank 0 (None on the other ranks)."""
+    import torch
+
     from streamseg.config import load_config
-    from streamseg.vocab.files import build_vocabulary, check_vocabulary
-    from streamseg.vocab.encoders import encoder_id_for_spec
     from streamseg.training.clips import DatasetClips
     from streamseg.training.distributed import barrier, init_distributed, shutdown
     from streamseg.training.loop import Trainer
-
-    import torch
+    from streamseg.vocab.encoders import encoder_id_for_spec
+    from streamseg.vocab.files import build_vocabulary, check_vocabulary
 
     if threads is not None:
         if threads < 1:

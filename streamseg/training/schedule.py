@@ -24,7 +24,7 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     """AdamW groups: the backbone at ``lr * backbone_lr_mult``; no weight decay on biases, norms and
     embeddings (decaying them only shrinks scales and learned queries, as Mask2Former avoids)."""
-    no_decay_ids = set()
+    no_decay_ids: set[int] = set()
     for module in model.modules():
         if isinstance(module, (nn.Embedding, nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d)):
             no_decay_ids.update(id(p) for p in module.parameters(recurse=False))

@@ -13,8 +13,8 @@ from typing import Mapping, Sequence
 
 import yaml
 
-from streamseg.errors import ConfigError
 from streamseg.data.ytvis import YtvisDataset
+from streamseg.errors import ConfigError
 
 
 def normalise_name(name: str) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from streamseg.transport.messages import EosMessage, Message, SegMessage, StatusMessage
 
+DEFAULT_TIMEOUT_S = 30.0  # a publisher that is not there is reported, not waited on forever
 _POLL_MS = 200  # longest single wait, so Ctrl-C and deadlines are noticed promptly
 
 
@@ -29,8 +30,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a compact summary")
     p.add_argument("--topic", action="append", default=None, metavar="PREFIX",
                    help="topic prefix to subscribe to, e.g. seg/ or seg/cam0 (repeatable; default: all)")
-    p.add_argument("--timeout", type=float, default=None, metavar="S",
-                   help="give up when no message arrives for S seconds (default: wait forever)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
+                   help=f"give up when no message arrives for S seconds (default: {DEFAULT_TIMEOUT_S:g}; "
+                   "0 = wait forever)")
     p.add_argument("--until-eos", action="store_true", help="stop when every stream seen has sent EOS")
     p.add_argument("--latest", action="store_true",
                    help="drain-to-latest: skip queued seg messages, print only the newest of each stream")
@@ -60,7 +62,7 @@ def message_record(message: Message, now_ns: int | None = None) -> dict[str, Any
                     "class_id": inst.class_id,
                     "label": inst.label,
                     "score": round(inst.score, 4),
-                    "box": [round(v, 2) for v in inst.box_xyxy],
+                    "box_xyxy": [round(v, 2) for v in inst.box_xyxy],
                     "mask_box": list(inst.mask_box),
                     "area": inst.area,
                 }
@@ -97,7 +99,8 @@ def message_line(message: Message, now_ns: int | None = None) -> str:
         lat = " ".join(f"{k}={v['p50']:.1f}/{v['p95']:.1f}" for k, v in message.latency_ms.items())
         return (f"status {message.stream} {message.state} epoch={message.epoch} in={message.fps_in:.1f}fps "
                 f"out={message.fps_out:.1f}fps dropped={message.dropped} {lat}").rstrip()
-    assert isinstance(message, EosMessage)
+    if not isinstance(message, EosMessage):
+        raise TypeError(f"not a protocol message: {type(message).__name__}")
     return f"eos {message.stream} epoch={message.epoch} seq={message.seq} reason={message.reason}"
 
 
@@ -107,10 +110,16 @@ def run_subscribe(args: argparse.Namespace) -> int:
     if args.count is not None and args.count < 1:
         print("streamseg: error: --count must be >= 1", file=sys.stderr)
         return 2
-    if args.timeout is not None and args.timeout <= 0:
-        print("streamseg: error: --timeout must be > 0", file=sys.stderr)
+    if args.timeout is not None and args.timeout < 0:
+        print("streamseg: error: --timeout must be >= 0", file=sys.stderr)
         return 2
+    if args.timeout == 0:
+        args.timeout = None
     topics = args.topic or list(DEFAULT_TOPICS)
+    what = f"{args.count} seg message(s)" if args.count else "every stream's EOS" if args.until_eos else "messages"
+    patience = f"up to {args.timeout:g} s of silence" if args.timeout else "no timeout"
+    print(f"streamseg subscribe: waiting for {what} from {', '.join(args.addresses)} "
+          f"(topics: {', '.join(topics)}; {patience}; Ctrl-C to stop)", file=sys.stderr, flush=True)
     seg_count = 0
     streams: set[str] = set()
     last_arrival = time.monotonic()

@@ -53,14 +53,14 @@ def encode_seg(stream: str, seq: int, epoch: int, frame: Frame, tracks: Tracks, 
     instances: list[dict[str, Any]] = []
     masks: list[bytes] = []
     for i, inst in enumerate(tracks.instances):
-        if inst.mask.shape != (height, width):
-            raise ProtocolError(
-                f"instance {inst.track_id}: mask shape {tuple(inst.mask.shape)} is not the frame's ({height}, {width})")
+        x, y, w, h = (int(v) for v in inst.mask_box)
+        if inst.crop.shape != (h, w) or x < 0 or y < 0 or x + w > width or y + h > height:
+            raise ProtocolError(f"instance {inst.track_id}: mask crop {tuple(inst.crop.shape)} at mask_box "
+                                f"{tuple(inst.mask_box)} does not fit the {width}x{height} frame")
         score, box_xyxy = float(inst.score), [float(v) for v in inst.box_xyxy]
         if len(box_xyxy) != 4 or not all(math.isfinite(v) for v in (score, *box_xyxy)):
             raise ProtocolError(f"instance {inst.track_id}: score and box_xyxy must be finite, box 4 numbers")
-        box, counts = rle.encode_mask(inst.mask)
-        masks.append(counts)
+        masks.append(rle.encode_crop(inst.crop))
         instances.append({
             "id": int(inst.track_id),
             "class_id": int(inst.class_id),
@@ -68,7 +68,7 @@ def encode_seg(stream: str, seq: int, epoch: int, frame: Frame, tracks: Tracks, 
             "score": score,
             "box_xyxy": box_xyxy,
             "mask_part": MASK_PART_OFFSET + i,
-            "mask_box": list(box),
+            "mask_box": [x, y, w, h],
         })
     header = {
         "v": PROTOCOL_VERSION,
@@ -95,7 +95,7 @@ def _latency_entry(stage: str, value: Any) -> dict[str, float]:
     else:
         raise ProtocolError(f"status latency_ms[{stage!r}] must be {{'p50': ms, 'p95': ms}} or (p50, p95)")
     try:
-        return {"p50": float(p50), "p95": float(p95)}
+        return {"p50": float(p50), "p95": float(p95)}  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise ProtocolError(f"status latency_ms[{stage!r}] values must be numbers") from None
 
@@ -216,7 +216,7 @@ def _decode_instance(item: Any, index: int, parts: Sequence[bytes], width: int, 
         class_id=_get(item, "class_id", int, where),
         label=_get(item, "label", str, where),
         score=_number(item, "score", where),
-        box_xyxy=tuple(float(v) for v in box),
+        box_xyxy=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
         mask_box=(x, y, w, h),
         counts=bytes(parts[part]),
         frame_height=height,

@@ -1,8 +1,7 @@
 """Instance masks <-> COCO compressed RLE of their tight box crop (protocol v1 mask parts).
 
-Encoding crops to the mask's tight box before the column-major copy pycocotools needs, so the
-cost scales with the object, not the frame. Decoding parses the counts string here, checking it
-as it goes: pycocotools trusts its input (short or garbled counts decode to uninitialised memory),
+Instances carry their crop (streamseg.masks), so encoding costs the object's size, not the frame's.
+Decoding parses the counts string here, checking it as it goes: pycocotools trusts its input (short or garbled counts decode to uninitialised memory),
 and the wire is untrusted. The checked run lengths then expand with one np.repeat.
 """
 from __future__ import annotations
@@ -11,50 +10,26 @@ import numpy as np
 from pycocotools import mask as coco_mask
 
 from streamseg.errors import ProtocolError
+from streamseg.masks import MaskBox, paste, tight_box
 
-MaskBox = tuple[int, int, int, int]  # x, y, w, h in full-frame pixels
+__all__ = ["MaskBox", "decode_crop", "encode_crop", "encode_mask", "parse_counts", "paste", "runs_area",
+           "tight_box"]
 
 _MAX_CHARS_PER_COUNT = 7  # 35 bits: far beyond any frame's pixel count, keeps the int64 maths exact
 
 
-def tight_box(mask: np.ndarray) -> MaskBox:
-    """The smallest [x, y, w, h] holding every True pixel; (0, 0, 0, 0) for an empty mask.
-
-    Scans 8 pixels per uint64 word where the layout allows: the full-frame scan is most of the
-    encoding cost of a small object.
-    """
-    words = _as_words(mask)
-    if words is not None:
-        rows = np.flatnonzero(np.bitwise_or.reduce(words, axis=1))
-    else:
-        rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return (0, 0, 0, 0)
-    y0, y1 = int(rows[0]), int(rows[-1]) + 1
-    if words is not None:
-        cols = np.flatnonzero(np.bitwise_or.reduce(words[y0:y1], axis=0).view(np.uint8))
-    else:
-        cols = np.flatnonzero(mask[y0:y1].any(axis=0))
-    x0, x1 = int(cols[0]), int(cols[-1]) + 1
-    return (x0, y0, x1 - x0, y1 - y0)
-
-
-def _as_words(mask: np.ndarray) -> np.ndarray | None:
-    """The mask's rows as uint64 words (a view), when it is a C-contiguous 1-byte mask of width % 8 == 0."""
-    if mask.ndim != 2 or mask.itemsize != 1 or mask.shape[1] % 8 or not mask.flags.c_contiguous:
-        return None
-    return mask.view(np.uint64)
+def encode_crop(crop: np.ndarray) -> bytes:
+    """An h x w bool crop -> the counts bytes of its COCO RLE (column-major, as pycocotools writes it)."""
+    if crop.dtype != np.uint8:
+        crop = crop.view(np.uint8) if crop.dtype == np.bool_ else (crop != 0).view(np.uint8)
+    return bytes(coco_mask.encode(np.asfortranarray(crop))["counts"])
 
 
 def encode_mask(mask: np.ndarray) -> tuple[MaskBox, bytes]:
-    """Full-frame HxW bool mask -> (mask_box, counts bytes of the crop's COCO RLE)."""
+    """Full-frame HxW bool mask -> (mask_box, counts bytes of its tight crop's COCO RLE)."""
     box = tight_box(mask)
     x, y, w, h = box
-    crop = mask[y:y + h, x:x + w]
-    if crop.dtype != np.uint8:
-        crop = crop.view(np.uint8) if crop.dtype == np.bool_ else (crop != 0).view(np.uint8)
-    rle = coco_mask.encode(np.asfortranarray(crop))
-    return box, bytes(rle["counts"])
+    return box, encode_crop(mask[y:y + h, x:x + w])
 
 
 def parse_counts(counts: bytes, height: int, width: int) -> np.ndarray:
@@ -109,11 +84,3 @@ def decode_crop(runs: np.ndarray, height: int, width: int) -> np.ndarray:
     values = np.zeros(runs.size, dtype=bool)
     values[1::2] = True
     return np.repeat(values, runs).reshape(width, height).T  # runs walk the crop column by column
-
-
-def paste(crop: np.ndarray, box: MaskBox, frame_height: int, frame_width: int) -> np.ndarray:
-    """A crop placed at (x, y) of an otherwise empty full-frame bool mask."""
-    x, y, w, h = box
-    full = np.zeros((frame_height, frame_width), dtype=bool)
-    full[y:y + h, x:x + w] = crop
-    return full

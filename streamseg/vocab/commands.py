@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 
+from streamseg.model.config import DEFAULT_TEMPLATES
+
 # Same default as VocabularyConfig.templates.
-_DEFAULT_TEMPLATES = ["a photo of a {}.", "a video frame showing a {}."]
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -17,9 +18,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "clip:ViT-B-32:laion2b_s34b_b79k, clip:ViT-B-32 (random weights), "
                         "clip:local-dir:/path (open_clip config + weights in a folder); default: minilm")
     p.add_argument("--names", required=True, help="comma-separated class names, e.g. person,car,dog")
-    p.add_argument("--templates", nargs="+", default=_DEFAULT_TEMPLATES, metavar="TEMPLATE",
+    p.add_argument("--templates", nargs="+", default=list(DEFAULT_TEMPLATES), metavar="TEMPLATE",
                    help="prompt templates with '{}' for the name; a class embedding is the normalised mean "
-                        f"over them (default: {' | '.join(_DEFAULT_TEMPLATES)})")
+                        f"over them (default: {' | '.join(DEFAULT_TEMPLATES)})")
     p.add_argument("--no-cache", action="store_true", help="do not read or write ~/.cache/streamseg/vocab")
     p.add_argument("-o", "--output", required=True, help="vocabulary file to write (.pt)")
     p.set_defaults(func=_build)
@@ -35,8 +36,8 @@ def _build(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.names.split(",") if n.strip()]
     vocab = build_vocabulary(names, args.encoder, args.templates, use_cache=not args.no_cache)
     save_vocabulary(args.output, vocab, args.templates)
-    assert vocab.embeddings is not None
-    print(f"wrote {args.output}: {len(vocab.names)} names, dim {vocab.embeddings.shape[1]}, "
+    dim = vocab.embeddings.shape[1] if vocab.embeddings is not None else 0
+    print(f"wrote {args.output}: {len(vocab.names)} names, dim {dim}, "
           f"encoder {vocab.encoder_id}, vocab id {vocab.vocab_id}")
     return 0
 
@@ -45,7 +46,7 @@ def _show(args: argparse.Namespace) -> int:
     from streamseg.vocab.files import load_vocabulary
 
     vocab = load_vocabulary(args.file)
-    assert vocab.embeddings is not None
-    print(f"encoder {vocab.encoder_id}, dim {vocab.embeddings.shape[1]}, vocab id {vocab.vocab_id}")
+    dim = vocab.embeddings.shape[1] if vocab.embeddings is not None else 0
+    print(f"encoder {vocab.encoder_id}, dim {dim}, vocab id {vocab.vocab_id}")
     print(",".join(vocab.names))
     return 0

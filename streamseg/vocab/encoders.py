@@ -57,7 +57,8 @@ def encoder_id_for_spec(spec: str) -> str:
     kind, model, pretrained = parse_encoder_spec(spec)
     if kind == "minilm":
         return MINILM_ID
-    assert model is not None
+    if model is None:
+        raise ConfigError(f"text encoder spec {spec!r} names no model")
     # A schema model ("local-dir:", "hf-hub:") brings its own weights; open_clip ignores `pretrained`.
     if model.split(":", 1)[0] in _CLIP_SCHEMAS:
         return f"clip:{model}"
@@ -69,7 +70,8 @@ def make_encoder(spec: str, device: str = "cpu") -> TextEncoder:
     kind, model, pretrained = parse_encoder_spec(spec)
     if kind == "minilm":
         return MiniLMEncoder(device=device)
-    assert model is not None
+    if model is None:
+        raise ConfigError(f"text encoder spec {spec!r} names no model")
     return OpenClipEncoder(model, pretrained, device=device)
 
 
