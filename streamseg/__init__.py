@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from streamseg.config import Config, load_config
+from streamseg.engine.build import build_engine
 from streamseg.engine.pipeline import Engine
 from streamseg.interface import Frame, Instance, Segmenter, Tracks, Vocabulary
 from streamseg.sources import open_source
@@ -15,7 +16,7 @@ from streamseg.transport import Publisher, Subscriber
 
 __all__ = [
     "Config", "Engine", "Frame", "Instance", "Publisher", "Segmenter", "Subscriber", "Tracks", "Vocabulary",
-    "build_segmenter", "load_config", "open_source",
+    "build_engine", "build_segmenter", "load_config", "open_source",
 ]
 
 

@@ -9,11 +9,10 @@ with its own state. The loop publishes a seg message per frame, a status message
 """
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from streamseg.engine.config import EngineConfig
 from streamseg.engine.slot import LatestFrameSlot
@@ -29,24 +28,19 @@ EOS_STOPPED = "stopped"  # the engine was stopped (signal, --duration, --max-fra
 
 
 class MessageSink(Protocol):
-    """Where the engine publishes (``streamseg.transport.Publisher``): non-blocking sends."""
+    """Where every engine message goes out (``streamseg.transport.Publisher``): non-blocking sends."""
 
     dropped: int
+    last_encode_ms: float  # cost of the last publish_seg's encoding and sending, and its size
+    last_send_ms: float
+    last_bytes: int
 
-    def send(self, parts: list[bytes]) -> bool: ...
+    def publish_seg(self, stream: str, seq: int, epoch: int, frame: Frame, tracks: Tracks,
+                    vocab: Vocabulary, t_publish_ns: int | None = None) -> bool: ...
+
+    def publish_status(self, stream: str, status: Mapping[str, Any]) -> bool: ...
 
     def publish_eos(self, stream: str, epoch: int, seq: int, reason: str) -> bool: ...
-
-    def close(self, linger_ms: int | None = None) -> None: ...
-
-
-class Encoder(Protocol):
-    """Protocol v1 encoders (the ``streamseg.transport.protocol`` module)."""
-
-    def encode_seg(self, stream: str, seq: int, epoch: int, frame: Frame, tracks: Tracks,
-                   vocab: Vocabulary, t_publish_ns: int | None = None) -> list[bytes]: ...
-
-    def encode_status(self, stream: str, status: dict) -> list[bytes]: ...
 
 
 @dataclass
@@ -91,10 +85,13 @@ class EngineReport:
 
 class Engine:
     def __init__(self, segmenter: Segmenter, vocabulary: Vocabulary, streams: list[StreamSpec],
-                 sink: MessageSink, encoder: Encoder, config: EngineConfig | None = None,
+                 publisher: MessageSink, config: EngineConfig | None = None,
                  max_frames: int | None = None, duration_s: float | None = None,
                  on_status: Callable[[list[StreamStatus]], None] | None = None,
-                 recorder_factory: Callable[[StreamSpec], Any] | None = None) -> None:
+                 recorder_factory: Callable[[StreamSpec], Any] | None = None,
+                 on_stream_error: Callable[[str, str], None] | None = None) -> None:
+        """``on_stream_error(stream_id, message)`` is called (from the inference loop) when a stream
+        fails, while the others go on; every error is also in the report."""
         if not streams:
             raise StreamsegError("no source given")
         ids = [s.stream_id for s in streams]
@@ -102,8 +99,9 @@ class Engine:
             raise StreamsegError(f"stream ids must be unique, got {ids}")
         self.segmenter = segmenter
         self.vocabulary = vocabulary
-        self.sink = sink
-        self.encoder = encoder
+        self.publisher = publisher
+        self.owned_publisher: Any = None  # closed by close(): set when the engine's builder made it
+        self.on_stream_error = on_stream_error
         self.config = config or EngineConfig()
         self.max_frames = max_frames
         self.duration_s = duration_s
@@ -127,6 +125,12 @@ class Engine:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    def close(self, linger_ms: int | None = None) -> None:
+        """After run(): close the publisher build_engine made (queued messages get linger_ms)."""
+        if self.owned_publisher is not None:
+            self.owned_publisher.close(self.config.linger_ms if linger_ms is None else linger_ms)
+            self.owned_publisher = None
 
     # ---- main loop ----------------------------------------------------------------------------
 
@@ -211,17 +215,15 @@ class Engine:
                 tm.add(f"segmenter.{key}", float(ms))
 
         t_publish_ns = time.time_ns()
-        parts = self.encoder.encode_seg(st.spec.stream_id, st.seq, frame.epoch, frame, tracks,
-                                        self.vocabulary, t_publish_ns)
-        t_enc = time.perf_counter_ns()
-        self.sink.send(parts)
+        pub = self.publisher
+        pub.publish_seg(st.spec.stream_id, st.seq, frame.epoch, frame, tracks, self.vocabulary, t_publish_ns)
         t_pub = time.perf_counter_ns()
-        tm.add("encode", (t_enc - t_step) / 1e6)
-        tm.add("publish", (t_pub - t_enc) / 1e6)
+        tm.add("encode", pub.last_encode_ms)
+        tm.add("publish", pub.last_send_ms)
         tm.add("capture_to_publish", (time.time_ns() - frame.t_capture_ns) / 1e6)
         st.seq += 1
         st.frames_out += 1
-        st.bytes_sent += sum(len(p) for p in parts)
+        st.bytes_sent += pub.last_bytes
         st.rate_out.tick(time.monotonic())
 
         if st.recorder is not None:
@@ -287,7 +289,7 @@ class Engine:
             epoch=max(st.epoch, int(getattr(st.spec.source, "epoch", 0))),  # reconnects show at once
             fps_in=st.rate_in.rate(now), fps_out=st.rate_out.rate(now),
             frames_in=st.frames_in, frames_out=st.frames_out, dropped=st.slot.dropped,
-            send_dropped=int(self.sink.dropped), latency_ms=st.timings.percentiles(recent=True),
+            send_dropped=int(self.publisher.dropped), latency_ms=st.timings.percentiles(recent=True),
             error=st.error)
 
     def statuses(self) -> list[StreamStatus]:
@@ -300,7 +302,7 @@ class Engine:
             snap = self._snapshot(st, now)
             snaps.append(snap)
             if not st.eos_sent:
-                self.sink.send(self.encoder.encode_status(st.spec.stream_id, snap.to_message()))
+                self.publisher.publish_status(st.spec.stream_id, snap.to_message())
         if self.on_status is not None:
             self.on_status(snaps)
 
@@ -312,10 +314,10 @@ class Engine:
         st.eos_reason = reason
         st.eos_sent = True
         snap = self._snapshot(st, st.t_end)
-        self.sink.send(self.encoder.encode_status(st.spec.stream_id, snap.to_message()))
-        self.sink.publish_eos(st.spec.stream_id, st.epoch, st.seq - 1, reason)
-        if st.error:
-            print(f"streamseg: error: stream {st.spec.stream_id}: {st.error}", file=sys.stderr, flush=True)
+        self.publisher.publish_status(st.spec.stream_id, snap.to_message())
+        self.publisher.publish_eos(st.spec.stream_id, st.epoch, st.seq - 1, reason)
+        if st.error and self.on_stream_error is not None:
+            self.on_stream_error(st.spec.stream_id, st.error)
 
     def _fail_stream(self, st: _Stream, message: str) -> None:
         """End one stream with an error; the others keep running."""
@@ -366,5 +368,5 @@ class Engine:
                 errors.append(f"stream {st.spec.stream_id}: {st.error}")
             if rec is not None and rec.error:
                 errors.append(rec.error)
-        return EngineReport(summaries=summaries, send_dropped=int(self.sink.dropped), errors=errors,
+        return EngineReport(summaries=summaries, send_dropped=int(self.publisher.dropped), errors=errors,
                             stopped=self._stop.is_set())

@@ -46,6 +46,9 @@ class Publisher:
         self.linger_ms = linger_ms
         self.sent = 0  # messages handed to ZeroMQ
         self.dropped = 0  # messages ZeroMQ refused at the high-water mark (nodrop=True only)
+        self.last_encode_ms = 0.0
+        self.last_send_ms = 0.0
+        self.last_bytes = 0
         self._lock = threading.Lock()
         self._closed = False
 
@@ -71,8 +74,19 @@ class Publisher:
 
     def publish_seg(self, stream: str, seq: int, epoch: int, frame: Frame, tracks: Tracks,
                     vocab: Vocabulary, t_publish_ns: int | None = None) -> bool:
-        """Encode and send one frame's tracks (see protocol.encode_seg)."""
-        return self.send(protocol.encode_seg(stream, seq, epoch, frame, tracks, vocab, t_publish_ns))
+        """Encode and send one frame's tracks (see protocol.encode_seg).
+
+        The cost of the two halves is kept in ``last_encode_ms`` / ``last_send_ms`` and the size in
+        ``last_bytes`` (the engine's stage timings read them; one publishing thread).
+        """
+        t0 = time.perf_counter_ns()
+        parts = protocol.encode_seg(stream, seq, epoch, frame, tracks, vocab, t_publish_ns)
+        t1 = time.perf_counter_ns()
+        ok = self.send(parts)
+        self.last_encode_ms = (t1 - t0) / 1e6
+        self.last_send_ms = (time.perf_counter_ns() - t1) / 1e6
+        self.last_bytes = sum(len(p) for p in parts)
+        return ok
 
     def publish_status(self, stream: str, status: Mapping[str, Any]) -> bool:
         """Send a status message; wire_dropped is filled from this publisher unless given."""
