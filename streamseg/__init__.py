@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from streamseg.config import Config, load_config
+from streamseg.control.client import Controller
 from streamseg.engine.build import build_engine
 from streamseg.engine.pipeline import Engine
 from streamseg.interface import Frame, Instance, Segmenter, Tracks, Vocabulary
@@ -15,7 +16,7 @@ from streamseg.sources import open_source
 from streamseg.transport import Publisher, Subscriber
 
 __all__ = [
-    "Config", "Engine", "Frame", "Instance", "Publisher", "Segmenter", "Subscriber", "Tracks", "Vocabulary",
+    "Config", "Controller", "Engine", "Frame", "Instance", "Publisher", "Segmenter", "Subscriber", "Tracks", "Vocabulary",
     "build_engine", "build_segmenter", "load_config", "open_source",
 ]
 

@@ -10,6 +10,7 @@ from streamseg.errors import StreamsegError
 def build_parser() -> argparse.ArgumentParser:
     # Imported here, not at module level, so `streamseg --help` stays fast.
     from streamseg.bench import commands as bench_commands
+    from streamseg.control import commands as control_commands
     from streamseg.engine import commands as engine_commands
     from streamseg.evaluation import commands as eval_commands
     from streamseg.vocab import commands as vocab_commands
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     engine_commands.add_parsers(sub)  # run
     transport_commands.add_parsers(sub)  # subscribe
+    control_commands.add_parsers(sub)  # control
     vocab_commands.add_parsers(sub)  # vocab
     train_commands.add_parsers(sub)  # train, data
     eval_commands.add_parsers(sub)  # eval, eval-json

@@ -123,3 +123,28 @@ def _recorder_factory(config: Config) -> Callable[[StreamSpec], Any]:
                                queue_size=e.record_queue)
 
     return make
+
+
+def vocabulary_maker(config: Config, segmenter: Any) -> Callable[[list[str]], Vocabulary]:
+    """names -> Vocabulary, embedded with the text encoder the segmenter's checkpoint expects
+    (the test double needs no embeddings)."""
+    encoder_id = getattr(segmenter, "encoder_id", None)
+    if encoder_id is None:
+        return lambda names: Vocabulary(names=list(names))
+
+    def make(names: list[str]) -> Vocabulary:
+        from streamseg.vocab.encoders import MINILM_ID
+        from streamseg.vocab.files import build_vocabulary
+
+        spec = "minilm" if encoder_id == MINILM_ID else encoder_id
+        return build_vocabulary(names, spec, config.vocabulary.templates, use_cache=config.vocabulary.cache)
+
+    return make
+
+
+def is_loopback(address: str) -> bool:
+    """tcp addresses on 127.x / localhost / ::1, and ipc/inproc, reach no other machine."""
+    if not address.startswith("tcp://"):
+        return True
+    host = address[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")

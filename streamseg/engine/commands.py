@@ -52,6 +52,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="override one config field, e.g. --set engine.status_hz=2 (repeatable)")
     p.add_argument("--publish", default=None, metavar="ADDR",
                    help="ZeroMQ PUB bind address (default: engine.publish = tcp://127.0.0.1:5555)")
+    p.add_argument("--control", default=None, metavar="ADDR",
+                   help="bind a control socket (ZeroMQ ROUTER; docs/protocol.md) to steer the running engine: "
+                   "vocabulary, pause/resume, add/remove sources, status")
     p.add_argument("--record", default=None, metavar="OUT.mp4", help="write an overlay MP4 (masks, ids, labels, scores)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N",
                    help="end each stream after N processed frames")

@@ -9,6 +9,7 @@ with its own state. The loop publishes a seg message per frame, a status message
 """
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -71,6 +72,9 @@ class _Stream:
     eos_sent: bool = False
     eos_reason: str = ""
     recorder: Any = None  # OverlayRecorder
+    vocabulary: Vocabulary | None = None  # this stream's (set_vocabulary may swap it per stream)
+    paused: bool = False  # control: frames are left in the slot, status goes on, no seg
+    last_tracks: Tracks | None = None
     t_start: float = 0.0
     t_end: float = 0.0
 
@@ -108,6 +112,8 @@ class Engine:
         self.on_status = on_status
         self._recorder_factory = recorder_factory
         self._stop = threading.Event()
+        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._running = False
         self._cond = threading.Condition()  # shared by every slot: "some stream has a frame"
         self._streams = [
             _Stream(spec=s, slot=LatestFrameSlot(wait=not bool(getattr(s.source, "live", True)),
@@ -126,6 +132,67 @@ class Engine:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the inference loop between two frames (the control socket's way in)."""
+        self._calls.put(fn)
+        with self._cond:
+            self._cond.notify_all()
+
+    def _run_calls(self) -> None:
+        while True:
+            try:
+                fn = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            fn()  # callers catch their own errors (they reply to a client)
+
+    # ---- what the control socket changes (call on the loop thread, through call_soon) ----------
+
+    def stream(self, stream_id: str) -> _Stream:
+        for st in self._streams:
+            if st.spec.stream_id == stream_id and not st.eos_sent:
+                return st
+        raise StreamsegError(f"no running stream {stream_id!r}")
+
+    def active_streams(self) -> list[_Stream]:
+        return [st for st in self._streams if not st.eos_sent]
+
+    def set_vocabulary(self, vocabulary: Vocabulary, stream_id: str | None = None) -> list[str]:
+        """Swap the vocabulary of one stream or all; the next seg message of each shows the new vocab_id."""
+        targets = [self.stream(stream_id)] if stream_id is not None else self.active_streams()
+        for st in targets:
+            self.segmenter.set_vocabulary(st.seg_state, vocabulary)  # checks first (may raise)
+        for st in targets:
+            st.vocabulary = vocabulary
+        if stream_id is None:
+            self.vocabulary = vocabulary
+        return [st.spec.stream_id for st in targets]
+
+    def add_stream(self, spec: StreamSpec) -> None:
+        if any(st.spec.stream_id == spec.stream_id and not st.eos_sent for st in self._streams):
+            raise StreamsegError(f"stream {spec.stream_id!r} already runs")
+        st = _Stream(spec=spec, slot=LatestFrameSlot(wait=not bool(getattr(spec.source, "live", True)),
+                                                     cond=self._cond), seg_state=None)
+        self._streams.append(st)
+        if self._running:
+            self._start_stream(st)
+
+    def remove_stream(self, stream_id: str) -> None:
+        st = self.stream(stream_id)
+        st.spec.source.close()
+        st.slot.close()
+        self._finish_stream(st, EOS_STOPPED)
+
+    def _start_stream(self, st: _Stream) -> None:
+        st.vocabulary = st.vocabulary or self.vocabulary
+        st.seg_state = self.segmenter.init_state(st.vocabulary)
+        if st.spec.record_path and self._recorder_factory is not None:
+            st.recorder = self._recorder_factory(st.spec)
+        st.t_start = time.monotonic()
+        st.reader = threading.Thread(target=self._read, args=(st,), daemon=True,
+                                     name=f"reader:{st.spec.stream_id}")
+        st.reader.start()
+
     def close(self, linger_ms: int | None = None) -> None:
         """After run(): close the publisher build_engine made (queued messages get linger_ms)."""
         if self.owned_publisher is not None:
@@ -139,14 +206,11 @@ class Engine:
         t0 = time.monotonic()
         try:
             for st in self._streams:
+                st.vocabulary = self.vocabulary
                 st.seg_state = self.segmenter.init_state(self.vocabulary)
-                if st.spec.record_path and self._recorder_factory is not None:
-                    st.recorder = self._recorder_factory(st.spec)
             for st in self._streams:
-                st.t_start = time.monotonic()
-                st.reader = threading.Thread(target=self._read, args=(st,), daemon=True,
-                                             name=f"reader:{st.spec.stream_id}")
-                st.reader.start()
+                self._start_stream(st)
+            self._running = True
             self._loop(t0)
         finally:
             self._shutdown()
@@ -155,16 +219,17 @@ class Engine:
     def _loop(self, t0: float) -> None:
         status_period = 1.0 / self.config.status_hz
         next_status = time.monotonic() + status_period
-        n = len(self._streams)
         turn = 0
         while not self._stop.is_set():
+            self._run_calls()
+            n = len(self._streams)
             now = time.monotonic()
             if self.duration_s is not None and now - t0 >= self.duration_s:
                 break
             picked = None
             for k in range(n):
                 st = self._streams[(turn + k) % n]
-                if st.eos_sent:
+                if st.eos_sent or st.paused:
                     continue
                 item = st.slot.take()
                 if item is not None:
@@ -187,7 +252,8 @@ class Engine:
                 next_status = now + status_period
             if picked is None:
                 with self._cond:
-                    if not any(st.slot.has_item() for st in self._streams):
+                    if self._calls.empty() and not any(st.slot.has_item() for st in self._streams
+                                                       if not st.paused and not st.eos_sent):
                         self._cond.wait(min(0.05, max(0.0, next_status - now)))
 
     def _process(self, st: _Stream, item: tuple[Frame, float, int]) -> None:
@@ -216,7 +282,9 @@ class Engine:
 
         t_publish_ns = time.time_ns()
         pub = self.publisher
-        pub.publish_seg(st.spec.stream_id, st.seq, frame.epoch, frame, tracks, self.vocabulary, t_publish_ns)
+        pub.publish_seg(st.spec.stream_id, st.seq, frame.epoch, frame, tracks, st.vocabulary or self.vocabulary,
+                        t_publish_ns)
+        st.last_tracks = tracks
         t_pub = time.perf_counter_ns()
         tm.add("encode", pub.last_encode_ms)
         tm.add("publish", pub.last_send_ms)
@@ -282,6 +350,8 @@ class Engine:
     def _snapshot(self, st: _Stream, now: float) -> StreamStatus:
         if st.eos_sent:
             state = "error" if st.eos_reason == EOS_ERROR else "ended"
+        elif st.paused:
+            state = "paused"
         else:
             state = str(getattr(st.spec.source, "state", "connected"))
         return StreamStatus(

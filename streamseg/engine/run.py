@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from streamseg.config import Config, load_config
-from streamseg.engine.build import build_engine
+from streamseg.engine.build import build_engine, is_loopback
 from streamseg.engine.status import StreamStatus, summary_text, terminal_line
 from streamseg.errors import ConfigError
 
@@ -25,9 +25,19 @@ def run_command(args: argparse.Namespace) -> int:
                           max_frames=args.max_frames, duration_s=args.duration,
                           on_status=_status_printer() if show_line else None,
                           on_stream_error=_print_stream_error)
+    control = None
+    if args.control:
+        from streamseg.control.server import ControlServer
+        from streamseg.engine.build import vocabulary_maker
+
+        control = ControlServer(engine, args.control, cfg, vocabulary_maker(cfg, engine.segmenter)).start()
+    for address in [cfg.engine.publish, args.control or ""]:
+        if address and not is_loopback(address):
+            print(f"streamseg: warning: {address} is reachable from other machines and not authenticated",
+                  file=sys.stderr, flush=True)
     if not args.quiet:
-        print(f"streamseg: publishing {len(args.source)} stream(s) on {engine.publisher.address}",
-              file=sys.stderr, flush=True)
+        print(f"streamseg: publishing {len(args.source)} stream(s) on {engine.publisher.address}"
+              + (f", control on {control.address}" if control else ""), file=sys.stderr, flush=True)
 
     def on_signal(signum, _frame) -> None:
         if engine.stopping:  # a second signal: the user insists (e.g. a long model step)
@@ -40,6 +50,8 @@ def run_command(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if control is not None:
+            control.close()
         engine.close()
     if show_line:
         sys.stderr.write("\n")

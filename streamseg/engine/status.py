@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-WIRE_STATES = ("connecting", "connected", "reconnecting", "ended")
+WIRE_STATES = ("connecting", "connected", "reconnecting", "paused", "ended")
 
 
 @dataclass

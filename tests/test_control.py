@@ -1,0 +1,196 @@
+"""The control socket over real ZeroMQ sockets against a running engine (ground-truth double)."""
+from __future__ import annotations
+
+import threading
+import time
+
+import msgpack
+import pytest
+import zmq
+
+from streamseg.config import Config
+from streamseg.control.client import Controller
+from streamseg.control.protocol import ControlError
+from streamseg.control.server import ControlServer
+from streamseg.engine.build import build_engine, vocabulary_maker
+from streamseg.transport import Publisher, Subscriber
+from engine_helpers import run_cli, start_cli, wait_subscribed
+
+LIVE = "synthetic://?fps=60&frames=100000&width=64&height=48&instances=2&seed={}"
+
+
+@pytest.fixture
+def running():
+    cfg = Config()
+    cfg.engine.status_hz = 20.0
+    pub = Publisher("tcp://127.0.0.1:*", send_hwm=10000, linger_ms=0)
+    sub = Subscriber(pub.address, rcvhwm=100000)
+    wait_subscribed(pub, sub)
+    engine = build_engine(cfg, [LIVE.format(1)], stream_ids=["a"], segmenter="ground-truth", publisher=pub)
+    server = ControlServer(engine, "tcp://127.0.0.1:*", cfg, vocabulary_maker(cfg, engine.segmenter)).start()
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    ctl = Controller(server.address, timeout_s=5)
+    yield engine, ctl, sub, server
+    ctl.close()
+    engine.stop()
+    thread.join(5)
+    server.close()
+    sub.close()
+    pub.close(0)
+
+
+def _next(sub, predicate, timeout_s=5.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        msg = sub.recv(timeout_ms=100)
+        if msg is not None and predicate(msg):
+            return msg
+    raise AssertionError("no matching message")
+
+
+def test_vocabulary_swap_shows_in_the_next_seg_message(running):
+    engine, ctl, sub, _ = running
+    before = _next(sub, lambda m: m.kind == "seg")
+    old = ctl.get_vocabulary()
+    assert old["vocab_id"] == before.vocab_id
+    reply = ctl.set_vocabulary(names=["cat", "dog", "cow"])
+    assert reply["streams"] == ["a"] and reply["names"] == ["cat", "dog", "cow"]
+    assert reply["vocab_id"] != old["vocab_id"]
+    assert ctl.get_vocabulary(stream="a")["vocab_id"] == reply["vocab_id"]
+    # every seg message published after the reply carries the new id
+    seg = _next(sub, lambda m: m.kind == "seg" and m.vocab_id == reply["vocab_id"])
+    later = _next(sub, lambda m: m.kind == "seg" and m.seq > seg.seq)
+    assert later.vocab_id == reply["vocab_id"]
+    names = ["cat", "dog", "cow"]  # the double names classes from the stream's vocabulary
+    assert all(i.label == names[i.class_id] for i in later.instances if i.class_id < 3)
+
+
+def test_status_config_tracks(running):
+    engine, ctl, sub, _ = running
+    _next(sub, lambda m: m.kind == "seg" and len(m.instances) > 0)
+    status = ctl.get_status()
+    assert [s["stream"] for s in status] == ["a"] and status[0]["frames_out"] > 0
+    assert ctl.get_config()["engine"]["status_hz"] == 20.0
+    tracks = ctl.list_tracks()
+    assert set(tracks) == {"a"}
+    assert all(isinstance(t["id"], int) and len(t["box_xyxy"]) == 4 for t in tracks["a"])
+    with pytest.raises(ControlError, match="no running stream 'zz'"):
+        ctl.get_status(stream="zz")
+
+
+def test_pause_resume(running):
+    engine, ctl, sub, _ = running
+    _next(sub, lambda m: m.kind == "seg")
+    assert ctl.pause(stream="a")["streams"] == ["a"]
+    _next(sub, lambda m: m.kind == "status" and m.state == "paused")
+    # while paused: status only; a seg message published after the first paused status is none
+    seen_seg = 0
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:
+        msg = sub.recv(timeout_ms=50)
+        if msg is not None and msg.kind == "seg":
+            seen_seg += 1
+    assert seen_seg == 0
+    assert ctl.get_status()[0]["state"] == "paused"
+    ctl.resume()
+    _next(sub, lambda m: m.kind == "seg")
+
+
+def test_add_and_remove_source_while_running(running):
+    engine, ctl, sub, _ = running
+    assert ctl.add_source(LIVE.format(2), stream="b") == "b"
+    _next(sub, lambda m: m.kind == "seg" and m.stream == "b")
+    with pytest.raises(ControlError, match="already runs"):
+        ctl.add_source(LIVE.format(3), stream="b")
+    with pytest.raises(ControlError, match="unknown source scheme"):
+        ctl.add_source("nope://x", stream="c")
+    ctl.remove_source("b")
+    eos = _next(sub, lambda m: m.kind == "eos" and m.stream == "b")
+    assert eos.reason == "stopped"
+    _next(sub, lambda m: m.kind == "seg" and m.stream == "a")  # the other stream goes on
+    assert [s["stream"] for s in ctl.get_status()] == ["a"]
+
+
+def test_target_ops_say_not_supported_until_the_segmenter_has_them(running):
+    _, ctl, _, _ = running
+    for op, fields in [("add_target", {"stream": "a", "box": [1, 2, 3, 4]}),
+                       ("remove_target", {"stream": "a", "track_id": 1}), ("list_targets", {"stream": "a"})]:
+        reply = ctl.request(op, **fields)
+        assert reply["ok"] is False and "not supported" in reply["error"]
+
+
+def test_malformed_requests_get_one_line_errors(running):
+    _, ctl, _, server = running
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(server.address)
+    cases = [
+        (b"\xc1garbage", "not msgpack"),
+        (msgpack.packb([1, 2]), "must be a msgpack map"),
+        (msgpack.packb({"v": 2, "op": "get_status"}), "unsupported control version 2"),
+        (msgpack.packb({"v": 1, "op": "explode"}), "unknown op 'explode'"),
+        (msgpack.packb({"v": 1, "op": "pause", "stream": 3}), "field 'stream' must be str"),
+        (msgpack.packb({"v": 1, "op": "remove_source"}), "field 'stream' is required"),
+        (msgpack.packb({"v": 1, "op": "get_status", "bogus": 1}), "unknown field 'bogus'"),
+        (msgpack.packb({"v": 1, "op": "set_vocabulary"}), "exactly one of names or file"),
+    ]
+    try:
+        for payload, expected in cases:
+            sock.send_multipart([b"", payload])
+            assert sock.poll(5000)
+            reply = msgpack.unpackb(sock.recv_multipart()[-1])
+            assert reply["ok"] is False and expected in reply["error"], (expected, reply)
+            assert "\n" not in reply["error"]
+    finally:
+        sock.close()
+    assert ctl.get_status()[0]["stream"] == "a"  # still serving
+
+
+def test_a_thousand_malformed_requests_do_not_stop_or_slow_the_engine(running):
+    engine, ctl, sub, server = running
+    _next(sub, lambda m: m.kind == "seg")
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(server.address)
+    first = ctl.get_status()[0]
+    try:
+        for i in range(1000):
+            sock.send_multipart([b"", b"\x92\x01" if i % 2 else msgpack.packb({"v": 1, "op": i})])
+        replies = 0
+        deadline = time.monotonic() + 20
+        while replies < 1000 and time.monotonic() < deadline:
+            if sock.poll(100):
+                assert msgpack.unpackb(sock.recv_multipart()[-1])["ok"] is False
+                replies += 1
+    finally:
+        sock.close()
+    assert replies == 1000
+    last = ctl.get_status()[0]
+    frames_in = last["frames_in"] - first["frames_in"]
+    frames_out = last["frames_out"] - first["frames_out"]
+    # the loop kept pace with the live source all through the flood (drop mode: out ~= in)
+    assert frames_in > 0 and frames_out >= 0.8 * frames_in, (frames_in, frames_out)
+    assert last["state"] == "connected"
+
+
+def test_cli_run_control_and_control_command(free_port):
+    ctl_addr = f"tcp://127.0.0.1:{free_port}"
+    proc = start_cli("run", "--source", LIVE.format(1), "--segmenter", "ground-truth", "--publish",
+                     "tcp://127.0.0.1:*", "--control", ctl_addr, "--duration", "20", "--quiet")
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            out = run_cli("control", ctl_addr, "get_status", "--timeout", "1")
+            if out.returncode == 0 or time.monotonic() > deadline:
+                break
+        assert out.returncode == 0, out.stderr
+        assert '"stream": "0"' in out.stdout
+        out = run_cli("control", ctl_addr, "set_vocabulary", "names=cat,dog")
+        assert out.returncode == 0 and '"names": ["cat", "dog"]' in out.stdout
+        out = run_cli("control", ctl_addr, "explode")
+        assert out.returncode == 1 and out.stderr.strip().startswith("streamseg: error: unknown op 'explode'")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert proc.returncode == 0
