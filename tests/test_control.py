@@ -194,3 +194,41 @@ def test_cli_run_control_and_control_command(free_port):
         proc.terminate()
         proc.wait(10)
     assert proc.returncode == 0
+
+
+def test_curve_admits_the_client_key_and_nobody_else(tmp_path):
+    from streamseg.transport.curve import CurveServer, generate_keys
+
+    keys, other = tmp_path / "keys", tmp_path / "other"
+    generate_keys(keys)
+    generate_keys(other)  # a valid key pair the server does not know
+    out = run_cli("keys", "generate", str(keys))
+    assert out.returncode == 2 and "refusing to overwrite" in out.stderr
+    cfg = Config()
+    curve = CurveServer(keys)
+    pub = Publisher("tcp://127.0.0.1:*", send_hwm=1000, linger_ms=0, curve=curve)
+    good = Subscriber(pub.address, curve=keys)
+    plain = Subscriber(pub.address)
+    stranger = Subscriber(pub.address, curve=other)
+    engine = build_engine(cfg, [LIVE.format(1)], segmenter="ground-truth", publisher=pub)
+    server = ControlServer(engine, "tcp://127.0.0.1:*", cfg, curve=curve).start()
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    try:
+        assert _next(good, lambda m: m.kind == "seg").stream == "0"
+        with Controller(server.address, curve=keys, timeout_s=5) as ctl:
+            assert ctl.get_status()[0]["stream"] == "0"
+        for sub in (plain, stranger):
+            assert sub.recv(timeout_ms=700) is None
+        with Controller(server.address, timeout_s=0.7) as ctl, pytest.raises(TimeoutError):
+            ctl.get_status()
+        with Controller(server.address, curve=other, timeout_s=0.7) as ctl, pytest.raises(TimeoutError):
+            ctl.get_status()
+    finally:
+        engine.stop()
+        thread.join(5)
+        server.close()
+        for sub in (good, plain, stranger):
+            sub.close()
+        pub.close(0)
+        curve.close()

@@ -19,8 +19,10 @@ class Controller:
         self.timeout_s = timeout_s
         self._socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
-        if curve is not None:
-            curve.make_client(self._socket)
+        if curve is not None:  # a key folder or a CurveClient
+            from streamseg.transport.curve import curve_client
+
+            curve_client(curve).make_client(self._socket)
         self._socket.connect(address)
         self._ids = itertools.count(1)
 

@@ -16,7 +16,26 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "add_source, remove_source, get_status, get_config, add_target, remove_target, list_targets")
     p.add_argument("fields", nargs="*", metavar="KEY=VALUE")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="wait this long for the reply")
+    p.add_argument("--curve", default=None, metavar="DIR",
+                   help="CURVE key folder (client.key_secret, server.key) for a `run --curve` engine")
     p.set_defaults(func=run_control)
+
+    k = sub.add_parser("keys", help="CURVE keys for authenticated, encrypted publishing and control",
+                       description="streamseg keys generate DIR: write zmq.auth certificates server.key, "
+                       "server.key_secret, client.key, client.key_secret into DIR. Give DIR to "
+                       "`run --curve`; give a copy holding client.key_secret and server.key to clients.")
+    ksub = k.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    g = ksub.add_parser("generate", help="write a server and a client key pair")
+    g.add_argument("folder", metavar="DIR")
+    g.set_defaults(func=run_keys_generate)
+
+
+def run_keys_generate(args: argparse.Namespace) -> int:
+    from streamseg.transport.curve import generate_keys
+
+    for path in generate_keys(args.folder):
+        print(path)
+    return 0
 
 
 def parse_field(key: str, text: str):
@@ -46,7 +65,7 @@ def run_control(args: argparse.Namespace) -> int:
         except ValueError:
             print(f"streamseg: error: field {key}: {value!r} is not a valid value", file=sys.stderr)
             return 2
-    with Controller(args.address, timeout_s=args.timeout) as ctl:
+    with Controller(args.address, timeout_s=args.timeout, curve=args.curve) as ctl:
         try:
             reply = ctl.request(args.op, **fields)
         except TimeoutError as exc:

@@ -19,7 +19,7 @@ from streamseg.interface import Segmenter, Vocabulary
 def build_engine(config: Config, sources: Sequence[str], *, stream_ids: Sequence[str] | None = None,
                  segmenter: Segmenter | str = "model", checkpoint: str | None = None,
                  vocabulary: Vocabulary | str | None = None, record: str | None = None,
-                 publisher: Any = None, max_frames: int | None = None, duration_s: float | None = None,
+                 publisher: Any = None, curve: Any = None, max_frames: int | None = None, duration_s: float | None = None,
                  on_status: Callable[[list[StreamStatus]], None] | None = None,
                  on_stream_error: Callable[[str, str], None] | None = None) -> Engine:
     """Open ``sources`` (URIs, options from ``config.source``), build the segmenter and a Publisher
@@ -29,6 +29,7 @@ def build_engine(config: Config, sources: Sequence[str], *, stream_ids: Sequence
     double for synthetic:// sources), or any object implementing the Segmenter protocol.
     ``vocabulary``: a Vocabulary, a vocabulary file path, or None (the segmenter's default).
     ``record``: overlay MP4 path; with several streams stream <id> goes to <stem>-<id><suffix>.
+    ``curve``: a CurveServer making the publisher a CURVE server.
     The engine owns the publisher it made: ``engine.close()`` closes it after ``run()``.
     """
     from streamseg.sources import open_source
@@ -46,7 +47,8 @@ def build_engine(config: Config, sources: Sequence[str], *, stream_ids: Sequence
             from streamseg.transport.publisher import Publisher
 
             e = config.engine
-            publisher = owned_publisher = Publisher(e.publish, send_hwm=e.send_hwm, linger_ms=e.linger_ms)
+            publisher = owned_publisher = Publisher(e.publish, send_hwm=e.send_hwm, linger_ms=e.linger_ms,
+                                                    curve=curve)
     except BaseException:
         for spec in specs:
             spec.source.close()

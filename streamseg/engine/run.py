@@ -20,19 +20,25 @@ def run_command(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     _apply_flags(cfg, args)
     show_line = not args.quiet and sys.stderr.isatty()
+    curve = None
+    if args.curve:
+        from streamseg.transport.curve import CurveServer
+
+        curve = CurveServer(args.curve)
     engine = build_engine(cfg, args.source, stream_ids=args.stream_id, segmenter=args.segmenter,
                           checkpoint=args.checkpoint, vocabulary=args.vocab, record=args.record,
                           max_frames=args.max_frames, duration_s=args.duration,
                           on_status=_status_printer() if show_line else None,
-                          on_stream_error=_print_stream_error)
+                          on_stream_error=_print_stream_error, curve=curve)
     control = None
     if args.control:
         from streamseg.control.server import ControlServer
         from streamseg.engine.build import vocabulary_maker
 
-        control = ControlServer(engine, args.control, cfg, vocabulary_maker(cfg, engine.segmenter)).start()
+        control = ControlServer(engine, args.control, cfg, vocabulary_maker(cfg, engine.segmenter),
+                                curve=curve).start()
     for address in [cfg.engine.publish, args.control or ""]:
-        if address and not is_loopback(address):
+        if address and curve is None and not is_loopback(address):
             print(f"streamseg: warning: {address} is reachable from other machines and not authenticated",
                   file=sys.stderr, flush=True)
     if not args.quiet:
@@ -53,6 +59,8 @@ def run_command(args: argparse.Namespace) -> int:
         if control is not None:
             control.close()
         engine.close()
+        if curve is not None:
+            curve.close()
     if show_line:
         sys.stderr.write("\n")
     if not args.quiet:

@@ -27,7 +27,8 @@ class Publisher:
     """
 
     def __init__(self, address: str, send_hwm: int = 8, linger_ms: int = 200, nodrop: bool = False,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, curve: Any = None) -> None:
+        """``curve``: a ``streamseg.transport.curve.CurveServer`` (only its admitted clients get anything)."""
         if send_hwm < 1:
             raise ConfigError(f"send_hwm must be >= 1, got {send_hwm}")
         self._context = context or zmq.Context.instance()
@@ -36,6 +37,8 @@ class Publisher:
         self._socket.setsockopt(zmq.LINGER, linger_ms)
         if nodrop:
             self._socket.setsockopt(zmq.XPUB_NODROP, 1)
+        if curve is not None:
+            curve.make_server(self._socket)
         try:
             self._socket.bind(address)
         except zmq.ZMQError as exc:
