@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     from streamseg.vocab import commands as vocab_commands
     from streamseg.training import commands as train_commands
     from streamseg.transport import commands as transport_commands
+    from streamseg.transport import proxy_commands
 
     parser = argparse.ArgumentParser(
         prog="streamseg",
@@ -25,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     engine_commands.add_parsers(sub)  # run
     transport_commands.add_parsers(sub)  # subscribe
-    control_commands.add_parsers(sub)  # control
+    control_commands.add_parsers(sub)  # control, keys
+    proxy_commands.add_parsers(sub)  # proxy
     vocab_commands.add_parsers(sub)  # vocab
     train_commands.add_parsers(sub)  # train, data
     eval_commands.add_parsers(sub)  # eval, eval-json

@@ -232,3 +232,70 @@ def test_curve_admits_the_client_key_and_nobody_else(tmp_path):
             sub.close()
         pub.close(0)
         curve.close()
+
+
+def test_proxy_joins_two_engines_and_two_subscribers():
+    from streamseg.transport.proxy import Proxy
+
+    proxy = Proxy("tcp://127.0.0.1:*", "tcp://127.0.0.1:*").start()
+    subs = [Subscriber(proxy.xpub_address) for _ in range(2)]
+    engines, threads = [], []
+    try:
+        for name in ("e1", "e2"):
+            cfg = Config()
+            cfg.engine.publish = ">" + proxy.xsub_address
+            cfg.engine.linger_ms = 0
+            engine = build_engine(cfg, [LIVE.format(len(engines) + 1)], stream_ids=[name], segmenter="ground-truth")
+            engines.append(engine)
+            threads.append(threading.Thread(target=engine.run, daemon=True))
+            threads[-1].start()
+        for sub in subs:
+            seen: set[str] = set()
+            deadline = time.monotonic() + 10
+            while seen != {"e1", "e2"} and time.monotonic() < deadline:
+                msg = sub.recv(timeout_ms=100)
+                if msg is not None and msg.kind == "seg":
+                    seen.add(msg.stream)
+            assert seen == {"e1", "e2"}
+        assert proxy.forwarded > 0
+    finally:
+        for engine, thread in zip(engines, threads):
+            engine.stop()
+            thread.join(5)
+            engine.close(0)
+        for sub in subs:
+            sub.close()
+        proxy.close()
+
+
+def test_metrics_are_served_and_parse(free_port):
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    proc = start_cli("run", "--source", LIVE.format(1), "--stream-id", "cam", "--segmenter", "ground-truth",
+                     "--publish", "tcp://127.0.0.1:*", "--metrics", str(free_port), "--duration", "20", "--quiet")
+    try:
+        deadline = time.monotonic() + 15
+        text = None
+        while time.monotonic() < deadline:
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{free_port}/metrics", timeout=1).read().decode()
+                if 'streamseg_frames_out_total{stream="cam"}' in text and "stage=\"publish\"" in text:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        assert text is not None
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        out = [s for s in families["streamseg_frames_out"].samples if s.labels == {"stream": "cam"}]
+        assert out and out[0].value > 0
+        assert "streamseg_frames_in" in families and "streamseg_reconnects" in families
+        hist = families["streamseg_stage_latency_ms"]
+        counts = [s for s in hist.samples if s.name.endswith("_count") and s.labels["stage"] == "publish"]
+        assert counts and counts[0].value > 0
+        health = urllib.request.urlopen(f"http://127.0.0.1:{free_port}/healthz", timeout=2)
+        assert health.status == 200 and health.read() == b"ok\n"
+    finally:
+        proc.terminate()
+        proc.wait(10)

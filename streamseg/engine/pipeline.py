@@ -93,7 +93,7 @@ class Engine:
                  max_frames: int | None = None, duration_s: float | None = None,
                  on_status: Callable[[list[StreamStatus]], None] | None = None,
                  recorder_factory: Callable[[StreamSpec], Any] | None = None,
-                 on_stream_error: Callable[[str, str], None] | None = None) -> None:
+                 on_stream_error: Callable[[str, str], None] | None = None, metrics: Any = None) -> None:
         """``on_stream_error(stream_id, message)`` is called (from the inference loop) when a stream
         fails, while the others go on; every error is also in the report."""
         if not streams:
@@ -106,6 +106,7 @@ class Engine:
         self.publisher = publisher
         self.owned_publisher: Any = None  # closed by close(): set when the engine's builder made it
         self.on_stream_error = on_stream_error
+        self.metrics = metrics  # streamseg.engine.metrics.EngineMetrics: stage histograms
         self.config = config or EngineConfig()
         self.max_frames = max_frames
         self.duration_s = duration_s
@@ -184,6 +185,9 @@ class Engine:
         self._finish_stream(st, EOS_STOPPED)
 
     def _start_stream(self, st: _Stream) -> None:
+        if self.metrics is not None:
+            sid = st.spec.stream_id
+            st.timings.observer = lambda stage, ms: self.metrics.observe(sid, stage, ms)
         st.vocabulary = st.vocabulary or self.vocabulary
         st.seg_state = self.segmenter.init_state(st.vocabulary)
         if st.spec.record_path and self._recorder_factory is not None:

@@ -30,6 +30,14 @@ def run_command(args: argparse.Namespace) -> int:
                           max_frames=args.max_frames, duration_s=args.duration,
                           on_status=_status_printer() if show_line else None,
                           on_stream_error=_print_stream_error, curve=curve)
+    metrics_server = None
+    if args.metrics is not None:
+        from streamseg.engine.metrics import EngineMetrics, MetricsServer
+
+        engine.metrics = EngineMetrics()
+        engine.metrics.attach(engine)
+        metrics_server = MetricsServer(engine.metrics.registry, args.metrics,
+                                       healthy=lambda: not engine.stopping).start()
     control = None
     if args.control:
         from streamseg.control.server import ControlServer
@@ -38,7 +46,7 @@ def run_command(args: argparse.Namespace) -> int:
         control = ControlServer(engine, args.control, cfg, vocabulary_maker(cfg, engine.segmenter),
                                 curve=curve).start()
     for address in [cfg.engine.publish, args.control or ""]:
-        if address and curve is None and not is_loopback(address):
+        if address and curve is None and not is_loopback(address.lstrip(">")):
             print(f"streamseg: warning: {address} is reachable from other machines and not authenticated",
                   file=sys.stderr, flush=True)
     if not args.quiet:
@@ -58,6 +66,8 @@ def run_command(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
         if control is not None:
             control.close()
+        if metrics_server is not None:
+            metrics_server.close()
         engine.close()
         if curve is not None:
             curve.close()

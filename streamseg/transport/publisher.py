@@ -21,7 +21,8 @@ from streamseg.transport import protocol
 
 
 class Publisher:
-    """PUB socket bound to `address` (tcp://host:port, tcp://host:* for a free port, ipc://path).
+    """PUB socket bound to `address` (tcp://host:port, tcp://host:* for a free port, ipc://path), or
+    connected when the address starts with ">" (``>tcp://host:port``: a ``streamseg proxy``'s XSUB).
 
     Thread-safe: streams running in different threads may share one Publisher.
     """
@@ -39,12 +40,16 @@ class Publisher:
             self._socket.setsockopt(zmq.XPUB_NODROP, 1)
         if curve is not None:
             curve.make_server(self._socket)
+        connect = address.startswith(">")  # ">tcp://proxy:6000": connect to a proxy's XSUB side
         try:
-            self._socket.bind(address)
+            if connect:
+                self._socket.connect(address[1:])
+            else:
+                self._socket.bind(address)
         except zmq.ZMQError as exc:
             self._socket.close(linger=0)
-            raise ConfigError(f"cannot bind publisher to {address!r}: {exc}") from None
-        self.address: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+            raise ConfigError(f"cannot {'connect' if connect else 'bind'} publisher to {address!r}: {exc}") from None
+        self.address: str = address[1:] if connect else self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.send_hwm = send_hwm
         self.linger_ms = linger_ms
         self.sent = 0  # messages handed to ZeroMQ
