@@ -154,23 +154,26 @@ def test_a_thousand_malformed_requests_do_not_stop_or_slow_the_engine(running):
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(server.address)
     first = ctl.get_status()[0]
+    replies = 0
     try:
-        for i in range(1000):
-            sock.send_multipart([b"", b"\x92\x01" if i % 2 else msgpack.packb({"v": 1, "op": i})])
-        replies = 0
-        deadline = time.monotonic() + 20
-        while replies < 1000 and time.monotonic() < deadline:
-            if sock.poll(100):
-                assert msgpack.unpackb(sock.recv_multipart()[-1])["ok"] is False
-                replies += 1
+        for batch in range(10):  # 1,000 in a row, in bursts of 100 spread over >= 0.5 s of frames
+            for i in range(100):
+                sock.send_multipart([b"", b"\x92\x01" if i % 2 else msgpack.packb({"v": 1, "op": i})])
+            deadline = time.monotonic() + 20
+            while replies < 100 * (batch + 1) and time.monotonic() < deadline:
+                if sock.poll(100):
+                    assert msgpack.unpackb(sock.recv_multipart()[-1])["ok"] is False
+                    replies += 1
+            time.sleep(0.05)
     finally:
         sock.close()
     assert replies == 1000
     last = ctl.get_status()[0]
     frames_in = last["frames_in"] - first["frames_in"]
     frames_out = last["frames_out"] - first["frames_out"]
-    # the loop kept pace with the live source all through the flood (drop mode: out ~= in)
-    assert frames_in > 0 and frames_out >= 0.8 * frames_in, (frames_in, frames_out)
+    # the loop kept pace with the 60 fps live source all through the flood: every frame read was
+    # segmented and published, but for the one or two in flight when the status was taken
+    assert frames_in >= 20 and frames_out >= frames_in - 3, (frames_in, frames_out)
     assert last["state"] == "connected"
 
 

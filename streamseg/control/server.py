@@ -17,7 +17,7 @@ from streamseg.control.protocol import ControlError, parse_request, reply_bytes
 from streamseg.errors import ConfigError, StreamsegError
 from streamseg.interface import Vocabulary
 
-_POLL_MS = 5  # how long the thread sleeps on the socket before checking for replies from the loop
+_POLL_MS = 100  # longest sleep; a reply from the loop wakes the thread at once (inproc wake socket)
 _MAX_FRAMES = 8  # a ROUTER envelope is 2-3 frames; more is garbage
 
 
@@ -41,6 +41,12 @@ class ControlServer:
             raise ConfigError(f"cannot bind control socket to {address!r}: {exc}") from None
         self.address: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._replies: queue.SimpleQueue[tuple[list[bytes], bytes]] = queue.SimpleQueue()
+        self._wake_address = f"inproc://control-wake-{id(self)}"
+        self._wake = self._context.socket(zmq.PULL)
+        self._wake.setsockopt(zmq.LINGER, 0)
+        self._wake.bind(self._wake_address)
+        self._wakers = threading.local()  # one PUSH per posting thread (sockets are not thread-safe)
+        self._waker_sockets: list[zmq.Socket] = []
         self._stop = threading.Event()
         self.requests = 0
         self.errors = 0
@@ -55,11 +61,38 @@ class ControlServer:
         if self._thread.is_alive():
             self._thread.join(timeout=2.0)
         self._socket.close(linger=0)
+        self._wake.close(linger=0)
+        for sock in self._waker_sockets:
+            sock.close(linger=0)
+
+    def _post(self, envelope: list[bytes], payload: bytes) -> None:
+        """From the inference loop: queue a reply and wake the control thread."""
+        self._replies.put((envelope, payload))
+        push = getattr(self._wakers, "socket", None)
+        if push is None:
+            push = self._wakers.socket = self._context.socket(zmq.PUSH)
+            push.setsockopt(zmq.LINGER, 0)
+            push.connect(self._wake_address)
+            self._waker_sockets.append(push)
+        try:
+            push.send(b"", zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass  # the thread polls again within _POLL_MS anyway
 
     # ------------------------------------------------------------------ the thread
     def _serve(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        poller.register(self._wake, zmq.POLLIN)
         while not self._stop.is_set():
-            if self._socket.poll(_POLL_MS, zmq.POLLIN):
+            ready = dict(poller.poll(_POLL_MS))
+            if self._wake in ready:
+                while True:
+                    try:
+                        self._wake.recv(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+            if self._socket in ready:
                 for _ in range(100):  # drain a burst, then look at replies again
                     try:
                         frames = self._socket.recv_multipart(zmq.NOBLOCK)
@@ -111,7 +144,7 @@ class ControlServer:
                 out = reply_bytes(req_id, False, error=str(exc))
             except Exception as exc:  # a bug in an op must not take the engine down
                 out = reply_bytes(req_id, False, error=f"{type(exc).__name__}: {exc}")
-            self._replies.put((envelope, out))
+            self._post(envelope, out)
 
         self.engine.call_soon(on_loop)
 

@@ -47,6 +47,7 @@ class Proxy:
         self.xsub_address = self._front.getsockopt_string(zmq.LAST_ENDPOINT)
         self.xpub_address = self._back.getsockopt_string(zmq.LAST_ENDPOINT)
         self.forwarded = 0  # messages engine -> subscribers (multipart messages, by the capture)
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="proxy")
         self._count_thread = threading.Thread(target=self._count, daemon=True, name="proxy-count")
 
@@ -65,13 +66,18 @@ class Proxy:
                 sock.close(linger=0)
 
     def _count(self) -> None:
-        while True:
-            try:
+        """Owns the counting socket (closed here: a socket must not be closed under another thread)."""
+        try:
+            while not self._stopping.is_set():
+                if not self._counter.poll(100):
+                    continue
                 parts = self._counter.recv_multipart()
-            except zmq.ZMQError:
-                return
-            if parts and parts[0][:1] not in (b"\x00", b"\x01"):  # skip subscriptions going upstream
-                self.forwarded += 1
+                if parts and parts[0][:1] not in (b"\x00", b"\x01"):  # skip subscriptions going upstream
+                    self.forwarded += 1
+        except zmq.ZMQError:
+            pass
+        finally:
+            self._counter.close(linger=0)
 
     def _close_sockets(self) -> None:
         for s in (self._front, self._back, self._capture, self._counter):
@@ -83,8 +89,11 @@ class Proxy:
             self._ctl_out.send(b"TERMINATE")
             self._thread.join(timeout=2.0)
         else:
-            self._close_sockets()
+            for sock in (self._front, self._back, self._capture, self._ctl_in):
+                sock.close(linger=0)
         self._ctl_out.close(linger=0)
-        self._counter.close(linger=0)
+        self._stopping.set()
         if self._count_thread.is_alive():
-            self._count_thread.join(timeout=1.0)
+            self._count_thread.join(timeout=2.0)
+        else:
+            self._counter.close(linger=0)
