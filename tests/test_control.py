@@ -7,6 +7,7 @@ import time
 import msgpack
 import pytest
 import zmq
+from engine_helpers import run_cli, start_cli, wait_subscribed
 
 from streamseg.config import Config
 from streamseg.control.client import Controller
@@ -14,7 +15,6 @@ from streamseg.control.protocol import ControlError
 from streamseg.control.server import ControlServer
 from streamseg.engine.build import build_engine, vocabulary_maker
 from streamseg.transport import Publisher, Subscriber
-from engine_helpers import run_cli, start_cli, wait_subscribed
 
 LIVE = "synthetic://?fps=60&frames=100000&width=64&height=48&instances=2&seed={}"
 
@@ -50,7 +50,7 @@ def _next(sub, predicate, timeout_s=5.0):
 
 
 def test_vocabulary_swap_shows_in_the_next_seg_message(running):
-    engine, ctl, sub, _ = running
+    _, ctl, sub, _ = running
     before = _next(sub, lambda m: m.kind == "seg")
     old = ctl.get_vocabulary()
     assert old["vocab_id"] == before.vocab_id
@@ -67,7 +67,7 @@ def test_vocabulary_swap_shows_in_the_next_seg_message(running):
 
 
 def test_status_config_tracks(running):
-    engine, ctl, sub, _ = running
+    _, ctl, sub, _ = running
     _next(sub, lambda m: m.kind == "seg" and len(m.instances) > 0)
     status = ctl.get_status()
     assert [s["stream"] for s in status] == ["a"] and status[0]["frames_out"] > 0
@@ -80,7 +80,7 @@ def test_status_config_tracks(running):
 
 
 def test_pause_resume(running):
-    engine, ctl, sub, _ = running
+    _, ctl, sub, _ = running
     _next(sub, lambda m: m.kind == "seg")
     assert ctl.pause(stream="a")["streams"] == ["a"]
     _next(sub, lambda m: m.kind == "status" and m.state == "paused")
@@ -98,7 +98,7 @@ def test_pause_resume(running):
 
 
 def test_add_and_remove_source_while_running(running):
-    engine, ctl, sub, _ = running
+    _, ctl, sub, _ = running
     assert ctl.add_source(LIVE.format(2), stream="b") == "b"
     _next(sub, lambda m: m.kind == "seg" and m.stream == "b")
     with pytest.raises(ControlError, match="already runs"):
@@ -148,7 +148,7 @@ def test_malformed_requests_get_one_line_errors(running):
 
 
 def test_a_thousand_malformed_requests_do_not_stop_or_slow_the_engine(running):
-    engine, ctl, sub, server = running
+    _, ctl, sub, server = running
     _next(sub, lambda m: m.kind == "seg")
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -302,3 +302,33 @@ def test_metrics_are_served_and_parse(free_port):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.mark.slow  # ~8 s here: loads MiniLM and runs the tiny model
+def test_set_vocabulary_by_names_embeds_them_with_the_model_text_encoder(tmp_path):
+    """The tiny random model (MiniLM text space): names sent over control are embedded with MiniLM."""
+    from streamseg.config import load_config
+
+    cfg = load_config("configs/tiny-test.yaml", ["vocabulary.names=[person]", "vocabulary.cache=false"])
+    pub = Publisher("tcp://127.0.0.1:*", send_hwm=1000, linger_ms=0)
+    sub = Subscriber(pub.address)
+    wait_subscribed(pub, sub)
+    engine = build_engine(cfg, ["synthetic://?fps=30&frames=100000&width=96&height=64&seed=1"], publisher=pub)
+    server = ControlServer(engine, "tcp://127.0.0.1:*", cfg, vocabulary_maker(cfg, engine.segmenter)).start()
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    try:
+        with Controller(server.address, timeout_s=60) as ctl:
+            first = _next(sub, lambda m: m.kind == "seg", timeout_s=30)
+            reply = ctl.set_vocabulary(names=["car", "dog"])
+            assert ctl.get_vocabulary()["encoder_id"] == "minilm:all-MiniLM-L6-v2"
+            assert reply["vocab_id"] != first.vocab_id
+            _next(sub, lambda m: m.kind == "seg" and m.vocab_id == reply["vocab_id"], timeout_s=30)
+            bad = ctl.request("set_vocabulary", names=["a", "a"])
+            assert bad["ok"] is False and "unique" in bad["error"]
+    finally:
+        engine.stop()
+        thread.join(10)
+        server.close()
+        sub.close()
+        pub.close(0)

@@ -80,7 +80,11 @@ def bench_control(requests: int = 300, swaps: int = 10, width: int = 640, height
 
 def bench_curve(messages: int = 300, width: int = 1280, height: int = 720, instances: int = 10) -> dict:
     """Publish one 720p seg message repeatedly, plain and CURVE: ms per message to publish and to arrive."""
-    from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
+    from streamseg.data.synthetic_scene import (
+        SYNTHETIC_CLASSES,
+        SceneConfig,
+        SyntheticScene,
+    )
     from streamseg.engine.ground_truth import GroundTruthSegmenter
     from streamseg.interface import Frame, Vocabulary
     from streamseg.transport import Publisher, Subscriber

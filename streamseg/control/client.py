@@ -88,7 +88,7 @@ class Controller:
     def close(self) -> None:
         self._socket.close(linger=0)
 
-    def __enter__(self) -> "Controller":
+    def __enter__(self) -> Controller:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import queue
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import zmq
 
@@ -52,7 +53,7 @@ class ControlServer:
         self.errors = 0
         self._thread = threading.Thread(target=self._serve, daemon=True, name="control")
 
-    def start(self) -> "ControlServer":
+    def start(self) -> ControlServer:
         self._thread.start()
         return self
 

@@ -6,8 +6,9 @@ built); whatever was opened is closed again if a later step fails.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from streamseg.config import Config
 from streamseg.engine.pipeline import Engine, StreamSpec

@@ -77,7 +77,7 @@ class CurveClient:
         socket.curve_serverkey = self.server_public
 
 
-def curve_client(keys: "str | Path | CurveClient | None") -> CurveClient | None:
+def curve_client(keys: str | Path | CurveClient | None) -> CurveClient | None:
     """A client from a key folder (or an existing client, or None)."""
     if keys is None or isinstance(keys, CurveClient):
         return keys

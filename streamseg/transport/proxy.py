@@ -51,7 +51,7 @@ class Proxy:
         self._thread = threading.Thread(target=self._run, daemon=True, name="proxy")
         self._count_thread = threading.Thread(target=self._count, daemon=True, name="proxy-count")
 
-    def start(self) -> "Proxy":
+    def start(self) -> Proxy:
         self._thread.start()
         self._count_thread.start()
         return self
