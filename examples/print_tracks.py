@@ -16,10 +16,12 @@ def main() -> None:
     parser.add_argument("address", help="engine publish address, e.g. tcp://127.0.0.1:5555")
     parser.add_argument("--count", type=int, default=0, help="stop after this many frames (0 = until EOS)")
     parser.add_argument("--timeout", type=float, default=10.0, help="give up after this many silent seconds")
+    parser.add_argument("--curve", default=None, metavar="DIR",
+                        help="CURVE client keys (client.key_secret, server.key) for a `run --curve` engine")
     args = parser.parse_args()
 
     frames, live_streams = 0, set()
-    with Subscriber(args.address) as sub:
+    with Subscriber(args.address, curve=args.curve) as sub:
         while True:
             msg = sub.recv(timeout_ms=int(args.timeout * 1000))
             if msg is None:

@@ -21,10 +21,12 @@ def main() -> None:
     parser.add_argument("output", help="JSON-lines file to write")
     parser.add_argument("--count", type=int, default=0, help="stop after this many frames (0 = until EOS)")
     parser.add_argument("--timeout", type=float, default=10.0, help="give up after this many silent seconds")
+    parser.add_argument("--curve", default=None, metavar="DIR",
+                        help="CURVE client keys (client.key_secret, server.key) for a `run --curve` engine")
     args = parser.parse_args()
 
     frames = lines = 0
-    with Subscriber(args.address, topics=("seg/", "eos/")) as sub, open(args.output, "w") as out:
+    with Subscriber(args.address, topics=("seg/", "eos/"), curve=args.curve) as sub, open(args.output, "w") as out:
         while not args.count or frames < args.count:
             msg = sub.recv(timeout_ms=int(args.timeout * 1000))
             if msg is None or msg.kind == "eos":

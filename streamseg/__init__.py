@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from streamseg.config import Config, load_config
+from streamseg.control.client import Controller
+from streamseg.engine.build import build_engine
 from streamseg.engine.pipeline import Engine
 from streamseg.interface import Frame, Instance, Segmenter, Tracks, Vocabulary
 from streamseg.sources import open_source
@@ -17,8 +19,8 @@ if TYPE_CHECKING:
     from streamseg.predictor.segmenter import SegmenterState
 
 __all__ = [
-    "Config", "Engine", "Frame", "Instance", "Publisher", "Segmenter", "Subscriber", "Tracks", "Vocabulary",
-    "build_segmenter", "load_config", "open_source",
+    "Config", "Controller", "Engine", "Frame", "Instance", "Publisher", "Segmenter", "Subscriber", "Tracks", "Vocabulary",
+    "build_engine", "build_segmenter", "load_config", "open_source",
 ]
 
 

@@ -11,10 +11,12 @@ def build_parser() -> argparse.ArgumentParser:
     # Imported here, not at module level, so `streamseg --help` stays fast.
     from streamseg import config_show
     from streamseg.bench import commands as bench_commands
+    from streamseg.control import commands as control_commands
     from streamseg.engine import commands as engine_commands
     from streamseg.evaluation import commands as eval_commands
     from streamseg.training import commands as train_commands
     from streamseg.transport import commands as transport_commands
+    from streamseg.transport import proxy_commands
     from streamseg.vocab import commands as vocab_commands
 
     parser = argparse.ArgumentParser(
@@ -25,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     engine_commands.add_parsers(sub)  # run
     transport_commands.add_parsers(sub)  # subscribe
+    control_commands.add_parsers(sub)  # control, keys
+    proxy_commands.add_parsers(sub)  # proxy
     vocab_commands.add_parsers(sub)  # vocab
     train_commands.add_parsers(sub)  # train, data
     eval_commands.add_parsers(sub)  # eval, eval-json

@@ -37,7 +37,7 @@ def test_yaml_values_and_override(tmp_path):
         ("nonsense: 1\n", "unknown key 'nonsense'"),
         ("tracker:\n  max_missed: four\n", "tracker.max_missed must be an integer"),
         ("tracker:\n  max_missed: 0\n", "tracker.max_missed must be >= 1"),
-        ("engine:\n  realtime: 3\n", "engine.realtime must be true or false"),
+        ("source:\n  realtime: 3\n", "source.realtime must be true or false"),
         ("engine:\n  status_hz: fast\n", "engine.status_hz must be a number"),
         ("tracker: [1, 2]\n", "tracker must be a mapping"),
         ("tracker: {max_missed: 4\n", "not valid YAML"),

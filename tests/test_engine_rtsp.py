@@ -12,7 +12,7 @@ from streamseg.engine.config import EngineConfig
 from streamseg.engine.pipeline import Engine, StreamSpec
 from streamseg.interface import Vocabulary
 from streamseg.sources import SourceOptions, open_source
-from streamseg.transport import Publisher, Subscriber, protocol
+from streamseg.transport import Publisher, Subscriber
 
 pytest.importorskip("gi")
 from sources_helpers import RtspTestServer  # noqa: E402
@@ -48,7 +48,7 @@ def test_engine_reconnects_after_server_restart_and_messages_resume(free_port):
         source = open_source(server.url, SourceOptions(open_timeout_s=10, read_timeout_s=2.0,
                                                        reconnect_initial_s=0.1, reconnect_max_s=0.5))
         engine = Engine(BrightRegionSegmenter(), Vocabulary(names=["bright"]), [StreamSpec("cam", source)],
-                        sink=pub, encoder=protocol, config=EngineConfig(status_hz=20.0))
+                        publisher=pub, config=EngineConfig(status_hz=20.0))
         engine_thread = threading.Thread(target=engine.run, daemon=True)
         engine_thread.start()
 

@@ -26,6 +26,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_model)
 
+    p = which.add_parser("control", help="control round trip under full load, vocabulary swap, CURVE cost at 720p")
+    p.add_argument("--requests", type=int, default=300, metavar="N", help="control round trips to time")
+    p.add_argument("--swaps", type=int, default=10, metavar="N", help="vocabulary swaps to time")
+    p.add_argument("--messages", type=int, default=300, metavar="N", help="720p messages per CURVE setting")
+    p.set_defaults(func=_control)
+
     p = which.add_parser("kernels", help="Triton masked attention vs SDPA vs naive (needs CUDA)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_kernels)
@@ -41,6 +47,12 @@ def _model(args: argparse.Namespace) -> int:
     from streamseg.bench.model import main
 
     return main(args)
+
+
+def _control(args: argparse.Namespace) -> int:
+    from streamseg.bench.control import main
+
+    return main(args.requests, args.swaps, args.messages)
 
 
 def _kernels(args: argparse.Namespace) -> int:

@@ -100,7 +100,6 @@ def run_bench(frames: int, width: int, height: int, instances: int) -> dict:
     from streamseg.engine.ground_truth import GroundTruthSegmenter
     from streamseg.engine.pipeline import Engine, StreamSpec
     from streamseg.interface import Vocabulary
-    from streamseg.transport import protocol
     from streamseg.transport.publisher import Publisher
 
     scene = SyntheticScene(SceneConfig(width=width, height=height, instances=instances))
@@ -111,7 +110,7 @@ def run_bench(frames: int, width: int, height: int, instances: int) -> dict:
     publisher = Publisher("tcp://127.0.0.1:*", send_hwm=1000, linger_ms=1000)
     subscriber = _start_subscriber(publisher)
     engine = Engine(GroundTruthSegmenter(), Vocabulary(names=list(SYNTHETIC_CLASSES)),
-                    [StreamSpec("0", _ReplaySource(pool, frames))], sink=publisher, encoder=protocol,
+                    [StreamSpec("0", _ReplaySource(pool, frames))], publisher=publisher,
                     config=EngineConfig())
     t0 = time.perf_counter()
     report = engine.run()

@@ -52,6 +52,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="override one config field, e.g. --set engine.status_hz=2 (repeatable)")
     p.add_argument("--publish", default=None, metavar="ADDR",
                    help="ZeroMQ PUB bind address (default: engine.publish = tcp://127.0.0.1:5555)")
+    p.add_argument("--control", default=None, metavar="ADDR",
+                   help="bind a control socket (ZeroMQ ROUTER; docs/protocol.md) to steer the running engine: "
+                   "vocabulary, pause/resume, add/remove sources, status")
+    p.add_argument("--curve", default=None, metavar="DIR",
+                   help="CURVE keys from `streamseg keys generate DIR`: the PUB and control sockets admit "
+                   "only the public keys in DIR and encrypt everything")
+    p.add_argument("--metrics", type=int, default=None, metavar="PORT",
+                   help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (frames in/out, drops, "
+                   "reconnects, stage latency histograms) and /healthz")
     p.add_argument("--record", default=None, metavar="OUT.mp4", help="write an overlay MP4 (masks, ids, labels, scores)")
     p.add_argument("--max-frames", type=int, default=None, metavar="N",
                    help="end each stream after N processed frames")

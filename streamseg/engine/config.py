@@ -1,4 +1,4 @@
-"""Engine settings (transport, recording, reconnects, status). Owned by the engine package."""
+"""Engine settings (transport, recording, status; how sources open and reconnect is the ``source`` section). Owned by the engine package."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,12 +11,6 @@ class EngineConfig:
     publish: str = "tcp://127.0.0.1:5555"
     send_hwm: int = 8  # ZeroMQ high-water mark (messages): publishing never blocks past it
     status_hz: float = 1.0
-    realtime: bool = False  # pace file sources to their frame rate (and drop frames like a live source)
-    loop: bool = False  # loop file sources
-    open_timeout_s: float = 5.0
-    read_timeout_s: float = 3.0  # watchdog: no frame for this long => reconnect
-    reconnect_initial_s: float = 0.2
-    reconnect_max_s: float = 2.0  # caps the wait after a server returns: resume within ~2 s
     record_codec: str = "libx264"  # PyAV encoder for --record
     record_fps: float = 0.0  # frame rate written to the MP4; 0 = the source's own (30 when unknown)
     record_queue: int = 8  # frames buffered for the recorder thread (inference waits when it is full)
@@ -27,10 +21,6 @@ class EngineConfig:
     def validate(self) -> None:
         require(self.send_hwm >= 1, "send_hwm must be >= 1")
         require(self.status_hz > 0, "status_hz must be > 0")
-        require(self.open_timeout_s > 0, "open_timeout_s must be > 0")
-        require(self.read_timeout_s > 0, "read_timeout_s must be > 0")
-        require(0 < self.reconnect_initial_s <= self.reconnect_max_s,
-                "reconnect_initial_s must be > 0 and <= reconnect_max_s")
         require(bool(self.record_codec), "record_codec must not be empty")
         require(self.record_fps >= 0, "record_fps must be >= 0")
         require(self.record_queue >= 1, "record_queue must be >= 1")

@@ -9,11 +9,11 @@ with its own state. The loop publishes a seg message per frame, a status message
 """
 from __future__ import annotations
 
-import sys
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from streamseg.engine.config import EngineConfig
 from streamseg.engine.slot import LatestFrameSlot, SlotItem
@@ -30,24 +30,19 @@ EOS_STOPPED = "stopped"  # the engine was stopped (signal, --duration, --max-fra
 
 
 class MessageSink(Protocol):
-    """Where the engine publishes (``streamseg.transport.Publisher``): non-blocking sends."""
+    """Where every engine message goes out (``streamseg.transport.Publisher``): non-blocking sends."""
 
     dropped: int
+    last_encode_ms: float  # cost of the last publish_seg's encoding and sending, and its size
+    last_send_ms: float
+    last_bytes: int
 
-    def send(self, parts: list[bytes]) -> bool: ...
+    def publish_seg(self, stream: str, seq: int, epoch: int, frame: Frame, tracks: Tracks,
+                    vocab: Vocabulary, t_publish_ns: int | None = None) -> bool: ...
+
+    def publish_status(self, stream: str, status: Mapping[str, Any]) -> bool: ...
 
     def publish_eos(self, stream: str, epoch: int, seq: int, reason: str) -> bool: ...
-
-    def close(self, linger_ms: int | None = None) -> None: ...
-
-
-class Encoder(Protocol):
-    """Protocol v1 encoders (the ``streamseg.transport.protocol`` module)."""
-
-    def encode_seg(self, stream: str, seq: int, epoch: int, frame: Frame, tracks: Tracks,
-                   vocab: Vocabulary, t_publish_ns: int | None = None) -> list[bytes]: ...
-
-    def encode_status(self, stream: str, status: dict) -> list[bytes]: ...
 
 
 @dataclass
@@ -78,6 +73,9 @@ class _Stream:
     eos_sent: bool = False
     eos_reason: str = ""
     recorder: Any = None  # OverlayRecorder
+    vocabulary: Vocabulary | None = None  # this stream's (set_vocabulary may swap it per stream)
+    paused: bool = False  # control: frames are left in the slot, status goes on, no seg
+    last_tracks: Tracks | None = None
     t_start: float = 0.0
     t_end: float = 0.0
 
@@ -92,10 +90,13 @@ class EngineReport:
 
 class Engine:
     def __init__(self, segmenter: Segmenter, vocabulary: Vocabulary, streams: list[StreamSpec],
-                 sink: MessageSink, encoder: Encoder, config: EngineConfig | None = None,
+                 publisher: MessageSink, config: EngineConfig | None = None,
                  max_frames: int | None = None, duration_s: float | None = None,
                  on_status: Callable[[list[StreamStatus]], None] | None = None,
-                 recorder_factory: Callable[[StreamSpec], Any] | None = None) -> None:
+                 recorder_factory: Callable[[StreamSpec], Any] | None = None,
+                 on_stream_error: Callable[[str, str], None] | None = None, metrics: Any = None) -> None:
+        """``on_stream_error(stream_id, message)`` is called (from the inference loop) when a stream
+        fails, while the others go on; every error is also in the report."""
         if not streams:
             raise StreamsegError("no source given")
         ids = [s.stream_id for s in streams]
@@ -103,14 +104,18 @@ class Engine:
             raise StreamsegError(f"stream ids must be unique, got {ids}")
         self.segmenter = segmenter
         self.vocabulary = vocabulary
-        self.sink = sink
-        self.encoder = encoder
+        self.publisher = publisher
+        self.owned_publisher: Any = None  # closed by close(): set when the engine's builder made it
+        self.on_stream_error = on_stream_error
+        self.metrics = metrics  # streamseg.engine.metrics.EngineMetrics: stage histograms
         self.config = config or EngineConfig()
         self.max_frames = max_frames
         self.duration_s = duration_s
         self.on_status = on_status
         self._recorder_factory = recorder_factory
         self._stop = threading.Event()
+        self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._running = False
         self._cond = threading.Condition()  # shared by every slot: "some stream has a frame"
         self._streams = [
             _Stream(spec=s, slot=LatestFrameSlot(wait=not bool(getattr(s.source, "live", True)),
@@ -129,6 +134,76 @@ class Engine:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the inference loop between two frames (the control socket's way in)."""
+        self._calls.put(fn)
+        with self._cond:
+            self._cond.notify_all()
+
+    def _run_calls(self) -> None:
+        while True:
+            try:
+                fn = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            fn()  # callers catch their own errors (they reply to a client)
+
+    # ---- what the control socket changes (call on the loop thread, through call_soon) ----------
+
+    def stream(self, stream_id: str) -> _Stream:
+        for st in self._streams:
+            if st.spec.stream_id == stream_id and not st.eos_sent:
+                return st
+        raise StreamsegError(f"no running stream {stream_id!r}")
+
+    def active_streams(self) -> list[_Stream]:
+        return [st for st in self._streams if not st.eos_sent]
+
+    def set_vocabulary(self, vocabulary: Vocabulary, stream_id: str | None = None) -> list[str]:
+        """Swap the vocabulary of one stream or all; the next seg message of each shows the new vocab_id."""
+        targets = [self.stream(stream_id)] if stream_id is not None else self.active_streams()
+        for st in targets:
+            self.segmenter.set_vocabulary(st.seg_state, vocabulary)  # checks first (may raise)
+        for st in targets:
+            st.vocabulary = vocabulary
+        if stream_id is None:
+            self.vocabulary = vocabulary
+        return [st.spec.stream_id for st in targets]
+
+    def add_stream(self, spec: StreamSpec) -> None:
+        if any(st.spec.stream_id == spec.stream_id and not st.eos_sent for st in self._streams):
+            raise StreamsegError(f"stream {spec.stream_id!r} already runs")
+        st = _Stream(spec=spec, slot=LatestFrameSlot(wait=not bool(getattr(spec.source, "live", True)),
+                                                     cond=self._cond), seg_state=None)
+        self._streams.append(st)
+        if self._running:
+            self._start_stream(st)
+
+    def remove_stream(self, stream_id: str) -> None:
+        st = self.stream(stream_id)
+        st.spec.source.close()
+        st.slot.close()
+        self._finish_stream(st, EOS_STOPPED)
+
+    def _start_stream(self, st: _Stream) -> None:
+        if self.metrics is not None:
+            sid = st.spec.stream_id
+            st.timings.observer = lambda stage, ms: self.metrics.observe(sid, stage, ms)
+        st.vocabulary = st.vocabulary or self.vocabulary
+        st.seg_state = self.segmenter.init_state(st.vocabulary)
+        if st.spec.record_path and self._recorder_factory is not None:
+            st.recorder = self._recorder_factory(st.spec)
+        st.t_start = time.monotonic()
+        st.reader = threading.Thread(target=self._read, args=(st,), daemon=True,
+                                     name=f"reader:{st.spec.stream_id}")
+        st.reader.start()
+
+    def close(self, linger_ms: int | None = None) -> None:
+        """After run(): close the publisher build_engine made (queued messages get linger_ms)."""
+        if self.owned_publisher is not None:
+            self.owned_publisher.close(self.config.linger_ms if linger_ms is None else linger_ms)
+            self.owned_publisher = None
+
     # ---- main loop ----------------------------------------------------------------------------
 
     def run(self) -> EngineReport:
@@ -136,14 +211,11 @@ class Engine:
         t0 = time.monotonic()
         try:
             for st in self._streams:
+                st.vocabulary = self.vocabulary
                 st.seg_state = self.segmenter.init_state(self.vocabulary)
-                if st.spec.record_path and self._recorder_factory is not None:
-                    st.recorder = self._recorder_factory(st.spec)
             for st in self._streams:
-                st.t_start = time.monotonic()
-                st.reader = threading.Thread(target=self._read, args=(st,), daemon=True,
-                                             name=f"reader:{st.spec.stream_id}")
-                st.reader.start()
+                self._start_stream(st)
+            self._running = True
             self._loop(t0)
         finally:
             self._shutdown()
@@ -152,16 +224,17 @@ class Engine:
     def _loop(self, t0: float) -> None:
         status_period = 1.0 / self.config.status_hz
         next_status = time.monotonic() + status_period
-        n = len(self._streams)
         turn = 0
         while not self._stop.is_set():
+            self._run_calls()
+            n = len(self._streams)
             now = time.monotonic()
             if self.duration_s is not None and now - t0 >= self.duration_s:
                 break
             picked = None
             for k in range(n):
                 st = self._streams[(turn + k) % n]
-                if st.eos_sent:
+                if st.eos_sent or st.paused:
                     continue
                 item = st.slot.take()
                 if item is not None:
@@ -184,7 +257,8 @@ class Engine:
                 next_status = now + status_period
             if picked is None:
                 with self._cond:
-                    if not any(st.slot.has_item() for st in self._streams):
+                    if self._calls.empty() and not any(st.slot.has_item() for st in self._streams
+                                                       if not st.paused and not st.eos_sent):
                         self._cond.wait(min(0.05, max(0.0, next_status - now)))
 
     def _process(self, st: _Stream, item: SlotItem) -> None:
@@ -212,17 +286,17 @@ class Engine:
                 tm.add(f"segmenter.{key}", float(ms))
 
         t_publish_ns = time.time_ns()
-        parts = self.encoder.encode_seg(st.spec.stream_id, st.seq, frame.epoch, frame, tracks,
-                                        self.vocabulary, t_publish_ns)
-        t_enc = time.perf_counter_ns()
-        self.sink.send(parts)
+        pub = self.publisher
+        pub.publish_seg(st.spec.stream_id, st.seq, frame.epoch, frame, tracks, st.vocabulary or self.vocabulary,
+                        t_publish_ns)
+        st.last_tracks = tracks
         t_pub = time.perf_counter_ns()
-        tm.add("encode", (t_enc - t_step) / 1e6)
-        tm.add("publish", (t_pub - t_enc) / 1e6)
+        tm.add("encode", pub.last_encode_ms)
+        tm.add("publish", pub.last_send_ms)
         tm.add("capture_to_publish", (time.time_ns() - frame.t_capture_ns) / 1e6)
         st.seq += 1
         st.frames_out += 1
-        st.bytes_sent += sum(len(p) for p in parts)
+        st.bytes_sent += pub.last_bytes
         st.rate_out.tick(time.monotonic())
 
         if st.recorder is not None:
@@ -281,6 +355,8 @@ class Engine:
     def _snapshot(self, st: _Stream, now: float) -> StreamStatus:
         if st.eos_sent:
             state = "error" if st.eos_reason == EOS_ERROR else "ended"
+        elif st.paused:
+            state = "paused"
         else:
             state = str(getattr(st.spec.source, "state", "connected"))
         return StreamStatus(
@@ -288,7 +364,7 @@ class Engine:
             epoch=max(st.epoch, int(getattr(st.spec.source, "epoch", 0))),  # reconnects show at once
             fps_in=st.rate_in.rate(now), fps_out=st.rate_out.rate(now),
             frames_in=st.frames_in, frames_out=st.frames_out, dropped=st.slot.dropped,
-            send_dropped=int(self.sink.dropped), latency_ms=st.timings.percentiles(recent=True),
+            send_dropped=int(self.publisher.dropped), latency_ms=st.timings.percentiles(recent=True),
             error=st.error)
 
     def statuses(self) -> list[StreamStatus]:
@@ -301,7 +377,7 @@ class Engine:
             snap = self._snapshot(st, now)
             snaps.append(snap)
             if not st.eos_sent:
-                self.sink.send(self.encoder.encode_status(st.spec.stream_id, snap.to_message()))
+                self.publisher.publish_status(st.spec.stream_id, snap.to_message())
         if self.on_status is not None:
             self.on_status(snaps)
 
@@ -313,10 +389,10 @@ class Engine:
         st.eos_reason = reason
         st.eos_sent = True
         snap = self._snapshot(st, st.t_end)
-        self.sink.send(self.encoder.encode_status(st.spec.stream_id, snap.to_message()))
-        self.sink.publish_eos(st.spec.stream_id, st.epoch, st.seq - 1, reason)
-        if st.error:
-            print(f"streamseg: error: stream {st.spec.stream_id}: {st.error}", file=sys.stderr, flush=True)
+        self.publisher.publish_status(st.spec.stream_id, snap.to_message())
+        self.publisher.publish_eos(st.spec.stream_id, st.epoch, st.seq - 1, reason)
+        if st.error and self.on_stream_error is not None:
+            self.on_stream_error(st.spec.stream_id, st.error)
 
     def _fail_stream(self, st: _Stream, message: str) -> None:
         """End one stream with an error; the others keep running."""
@@ -367,5 +443,5 @@ class Engine:
                 errors.append(f"stream {st.spec.stream_id}: {st.error}")
             if rec is not None and rec.error:
                 errors.append(rec.error)
-        return EngineReport(summaries=summaries, send_dropped=int(self.sink.dropped), errors=errors,
+        return EngineReport(summaries=summaries, send_dropped=int(self.publisher.dropped), errors=errors,
                             stopped=self._stop.is_set())

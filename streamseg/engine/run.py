@@ -1,6 +1,7 @@
-"""The body of ``streamseg run``: turn arguments into an Engine, run it, report.
+"""The body of ``streamseg run``: arguments -> :func:`build_engine` -> run -> report.
 
 Kept apart from ``commands.py`` so the CLI parser stays import-light (no numpy/zmq/av until run).
+The argparse Namespace stops here: the library (build_engine, Engine) takes plain values.
 """
 from __future__ import annotations
 
@@ -8,47 +9,49 @@ import argparse
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 from streamseg.config import Config, load_config
-from streamseg.engine.pipeline import Engine, StreamSpec
+from streamseg.engine.build import build_engine, is_loopback
 from streamseg.engine.status import StreamStatus, summary_text, terminal_line
 from streamseg.errors import ConfigError
-from streamseg.interface import Vocabulary
 
 
 def run_command(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
     _apply_flags(cfg, args)
-    stream_ids = _stream_ids(args.source, args.stream_id)
-
-    from streamseg.sources import open_source
-    from streamseg.sources.base import SourceOptions
-
-    e = cfg.engine
-    options = SourceOptions(realtime=e.realtime, loop=e.loop, open_timeout_s=e.open_timeout_s,
-                            read_timeout_s=e.read_timeout_s, reconnect_initial_s=e.reconnect_initial_s,
-                            reconnect_max_s=e.reconnect_max_s)
-    record_paths = _record_paths(args.record, stream_ids)
-    specs: list[StreamSpec] = []
-    try:  # sources first: a wrong URI fails in milliseconds, before a model is built
-        for sid, uri in zip(stream_ids, args.source):
-            specs.append(StreamSpec(stream_id=sid, source=open_source(uri, options),
-                                    record_path=record_paths.get(sid)))
-        segmenter, vocabulary = _build_segmenter(cfg, args)
-        sink = _open_sink(e.publish, e.send_hwm, e.linger_ms)
-    except BaseException:
-        for spec in specs:
-            spec.source.close()
-        raise
-
     show_line = not args.quiet and sys.stderr.isatty()
+    curve = None
+    if args.curve:
+        from streamseg.transport.curve import CurveServer
+
+        curve = CurveServer(args.curve)
+    engine = build_engine(cfg, args.source, stream_ids=args.stream_id, segmenter=args.segmenter,
+                          checkpoint=args.checkpoint, vocabulary=args.vocab, record=args.record,
+                          max_frames=args.max_frames, duration_s=args.duration,
+                          on_status=_status_printer() if show_line else None,
+                          on_stream_error=_print_stream_error, curve=curve)
+    metrics_server = None
+    if args.metrics is not None:
+        from streamseg.engine.metrics import EngineMetrics, MetricsServer
+
+        engine.metrics = EngineMetrics()
+        engine.metrics.attach(engine)
+        metrics_server = MetricsServer(engine.metrics.registry, args.metrics,
+                                       healthy=lambda: not engine.stopping).start()
+    control = None
+    if args.control:
+        from streamseg.control.server import ControlServer
+        from streamseg.engine.build import vocabulary_maker
+
+        control = ControlServer(engine, args.control, cfg, vocabulary_maker(cfg, engine.segmenter),
+                                curve=curve).start()
+    for address in [cfg.engine.publish, args.control or ""]:
+        if address and curve is None and not is_loopback(address.lstrip(">")):
+            print(f"streamseg: warning: {address} is reachable from other machines and not authenticated",
+                  file=sys.stderr, flush=True)
     if not args.quiet:
-        print(f"streamseg: publishing {len(specs)} stream(s) on {sink.address}", file=sys.stderr, flush=True)
-    engine = Engine(segmenter, vocabulary, specs, sink=sink, encoder=_protocol(), config=e,
-                    max_frames=args.max_frames, duration_s=args.duration,
-                    on_status=_status_printer() if show_line else None,
-                    recorder_factory=_recorder_factory(e, specs))
+        print(f"streamseg: publishing {len(args.source)} stream(s) on {engine.publisher.address}"
+              + (f", control on {control.address}" if control else ""), file=sys.stderr, flush=True)
 
     def on_signal(signum, _frame) -> None:
         if engine.stopping:  # a second signal: the user insists (e.g. a long model step)
@@ -61,7 +64,13 @@ def run_command(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        sink.close(e.linger_ms)
+        if control is not None:
+            control.close()
+        if metrics_server is not None:
+            metrics_server.close()
+        engine.close()
+        if curve is not None:
+            curve.close()
     if show_line:
         sys.stderr.write("\n")
     if not args.quiet:
@@ -77,9 +86,9 @@ def _apply_flags(cfg: Config, args: argparse.Namespace) -> None:
     if args.publish:
         cfg.engine.publish = args.publish
     if args.realtime:
-        cfg.engine.realtime = True
+        cfg.source.realtime = True
     if args.loop:
-        cfg.engine.loop = True
+        cfg.source.loop = True
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError("--max-frames must be >= 1")
     if args.duration is not None and args.duration <= 0:
@@ -90,73 +99,8 @@ def _apply_flags(cfg: Config, args: argparse.Namespace) -> None:
         raise ConfigError(f"--record {args.record}: folder {Path(args.record).resolve().parent} does not exist")
 
 
-def _stream_ids(sources: list[str], names: list[str] | None) -> list[str]:
-    if not names:
-        return [str(i) for i in range(len(sources))]
-    if len(names) != len(sources):
-        raise ConfigError(f"--stream-id given {len(names)} times for {len(sources)} --source; "
-                          "give one per source or none")
-    for name in names:
-        if not name or "/" in name or any(c.isspace() for c in name):
-            raise ConfigError(f"--stream-id {name!r}: must be non-empty, without '/' or spaces")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"--stream-id values must be unique, got {names}")
-    return list(names)
-
-
-def _record_paths(record: str | None, stream_ids: list[str]) -> dict[str, str]:
-    if not record:
-        return {}
-    if len(stream_ids) == 1:
-        return {stream_ids[0]: record}
-    p = Path(record)
-    return {sid: str(p.with_name(f"{p.stem}-{sid}{p.suffix}")) for sid in stream_ids}
-
-
-def _build_segmenter(cfg: Config, args: argparse.Namespace) -> tuple[Any, Vocabulary]:
-    if args.segmenter == "ground-truth":
-        from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES
-        from streamseg.engine.ground_truth import GroundTruthSegmenter
-
-        # A source without ground truth fails its stream at the first frame (one-line error).
-        return GroundTruthSegmenter(), Vocabulary(names=list(SYNTHETIC_CLASSES))
-
-    from streamseg.predictor.segmenter import build_segmenter  # the SEGMENTER engineer's contract
-
-    segmenter = build_segmenter(cfg, args.checkpoint or cfg.checkpoint)
-    if args.vocab:
-        from streamseg.vocab.files import load_vocabulary
-
-        vocabulary = load_vocabulary(args.vocab)
-    else:
-        vocabulary = getattr(segmenter, "vocabulary", None)
-        if vocabulary is None:
-            raise ConfigError("no vocabulary: give --vocab FILE (from `streamseg vocab build`) "
-                              "or a checkpoint that carries one")
-    return segmenter, vocabulary
-
-
-def _open_sink(address: str, send_hwm: int, linger_ms: int):
-    from streamseg.transport.publisher import Publisher
-
-    return Publisher(address, send_hwm=send_hwm, linger_ms=linger_ms)
-
-
-def _protocol():
-    from streamseg.transport import protocol
-
-    return protocol
-
-
-def _recorder_factory(e, specs: list[StreamSpec]):
-    def make(spec: StreamSpec):
-        from streamseg.engine.overlay import OverlayRecorder
-
-        fps = e.record_fps or float(getattr(spec.source, "fps", None) or 30.0)
-        return OverlayRecorder(spec.record_path, fps=fps, codec=e.record_codec, alpha=e.mask_alpha,
-                               queue_size=e.record_queue)
-
-    return make
+def _print_stream_error(stream: str, message: str) -> None:
+    print(f"streamseg: error: stream {stream}: {message}", file=sys.stderr, flush=True)
 
 
 def _status_printer():
@@ -166,4 +110,3 @@ def _status_printer():
         sys.stderr.flush()
 
     return show
-

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import deque
+from typing import Callable
 
 import numpy as np
 
@@ -25,8 +26,11 @@ class StageTimings:
         self._all: dict[str, list[float]] = {}
         self._seen: dict[str, int] = {}
         self._rng = random.Random(seed)
+        self.observer: Callable[[str, float], None] | None = None  # e.g. a Prometheus histogram
 
     def add(self, stage: str, ms: float) -> None:
+        if self.observer is not None:
+            self.observer(stage, ms)
         recent = self._recent.get(stage)
         if recent is None:
             recent = self._recent[stage] = deque(maxlen=self._window)

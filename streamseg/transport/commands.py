@@ -34,6 +34,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help=f"give up when no message arrives for S seconds (default: {DEFAULT_TIMEOUT_S:g}; "
                    "0 = wait forever)")
     p.add_argument("--until-eos", action="store_true", help="stop when every stream seen has sent EOS")
+    p.add_argument("--curve", default=None, metavar="DIR",
+                   help="CURVE key folder (client.key_secret, server.key) for a `run --curve` publisher")
     p.add_argument("--latest", action="store_true",
                    help="drain-to-latest: skip queued seg messages, print only the newest of each stream")
     p.set_defaults(func=run_subscribe)
@@ -123,7 +125,7 @@ def run_subscribe(args: argparse.Namespace) -> int:
     seg_count = 0
     streams: set[str] = set()
     last_arrival = time.monotonic()
-    with Subscriber(args.addresses, topics=topics) as subscriber:
+    with Subscriber(args.addresses, topics=topics, curve=args.curve) as subscriber:
         receive = subscriber.recv_latest if args.latest else subscriber.recv
         try:
             while True:

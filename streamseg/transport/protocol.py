@@ -25,7 +25,7 @@ from streamseg.transport.messages import EosMessage, Message, SegInstance, SegMe
 PROTOCOL_VERSION = 1
 SEG, STATUS, EOS = "seg", "status", "eos"
 KINDS = (SEG, STATUS, EOS)
-STATES = ("connecting", "connected", "reconnecting", "ended")
+STATES = ("connecting", "connected", "reconnecting", "paused", "ended")
 MASK_PART_OFFSET = 2  # instance i's mask travels in part 2 + i
 
 _STATUS_REQUIRED = ("state", "fps_in", "fps_out", "dropped", "latency_ms", "epoch")

@@ -21,13 +21,15 @@ from streamseg.transport import protocol
 
 
 class Publisher:
-    """PUB socket bound to `address` (tcp://host:port, tcp://host:* for a free port, ipc://path).
+    """PUB socket bound to `address` (tcp://host:port, tcp://host:* for a free port, ipc://path), or
+    connected when the address starts with ">" (``>tcp://host:port``: a ``streamseg proxy``'s XSUB).
 
     Thread-safe: streams running in different threads may share one Publisher.
     """
 
     def __init__(self, address: str, send_hwm: int = 8, linger_ms: int = 200, nodrop: bool = False,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, curve: Any = None) -> None:
+        """``curve``: a ``streamseg.transport.curve.CurveServer`` (only its admitted clients get anything)."""
         if send_hwm < 1:
             raise ConfigError(f"send_hwm must be >= 1, got {send_hwm}")
         self._context = context or zmq.Context.instance()
@@ -36,16 +38,25 @@ class Publisher:
         self._socket.setsockopt(zmq.LINGER, linger_ms)
         if nodrop:
             self._socket.setsockopt(zmq.XPUB_NODROP, 1)
+        if curve is not None:
+            curve.make_server(self._socket)
+        connect = address.startswith(">")  # ">tcp://proxy:6000": connect to a proxy's XSUB side
         try:
-            self._socket.bind(address)
+            if connect:
+                self._socket.connect(address[1:])
+            else:
+                self._socket.bind(address)
         except zmq.ZMQError as exc:
             self._socket.close(linger=0)
-            raise ConfigError(f"cannot bind publisher to {address!r}: {exc}") from None
-        self.address: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+            raise ConfigError(f"cannot {'connect' if connect else 'bind'} publisher to {address!r}: {exc}") from None
+        self.address: str = address[1:] if connect else self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.send_hwm = send_hwm
         self.linger_ms = linger_ms
         self.sent = 0  # messages handed to ZeroMQ
         self.dropped = 0  # messages ZeroMQ refused at the high-water mark (nodrop=True only)
+        self.last_encode_ms = 0.0
+        self.last_send_ms = 0.0
+        self.last_bytes = 0
         self._lock = threading.Lock()
         self._closed = False
 
@@ -71,8 +82,19 @@ class Publisher:
 
     def publish_seg(self, stream: str, seq: int, epoch: int, frame: Frame, tracks: Tracks,
                     vocab: Vocabulary, t_publish_ns: int | None = None) -> bool:
-        """Encode and send one frame's tracks (see protocol.encode_seg)."""
-        return self.send(protocol.encode_seg(stream, seq, epoch, frame, tracks, vocab, t_publish_ns))
+        """Encode and send one frame's tracks (see protocol.encode_seg).
+
+        The cost of the two halves is kept in ``last_encode_ms`` / ``last_send_ms`` and the size in
+        ``last_bytes`` (the engine's stage timings read them; one publishing thread).
+        """
+        t0 = time.perf_counter_ns()
+        parts = protocol.encode_seg(stream, seq, epoch, frame, tracks, vocab, t_publish_ns)
+        t1 = time.perf_counter_ns()
+        ok = self.send(parts)
+        self.last_encode_ms = (t1 - t0) / 1e6
+        self.last_send_ms = (time.perf_counter_ns() - t1) / 1e6
+        self.last_bytes = sum(len(p) for p in parts)
+        return ok
 
     def publish_status(self, stream: str, status: Mapping[str, Any]) -> bool:
         """Send a status message; wire_dropped is filled from this publisher unless given."""

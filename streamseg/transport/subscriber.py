@@ -8,6 +8,7 @@ it is done here: draining decodes headers only; masks are decoded for the messag
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import zmq
 
@@ -27,7 +28,8 @@ class Subscriber:
     """
 
     def __init__(self, addresses: str | Sequence[str], topics: Sequence[str] = DEFAULT_TOPICS,
-                 rcvhwm: int = 1000, context: zmq.Context | None = None) -> None:
+                 rcvhwm: int = 1000, context: zmq.Context | None = None, curve: Any = None) -> None:
+        """``curve``: a CURVE key folder (client.key_secret + server.key) or a CurveClient."""
         self.addresses = [addresses] if isinstance(addresses, str) else list(addresses)
         if not self.addresses:
             raise ConfigError("subscriber needs at least one publisher address")
@@ -37,6 +39,14 @@ class Subscriber:
         self._socket.setsockopt(zmq.LINGER, 0)
         for prefix in topics:
             self._socket.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+        if curve is not None:
+            from streamseg.transport.curve import curve_client
+
+            try:
+                curve_client(curve).make_client(self._socket)
+            except BaseException:
+                self._socket.close(linger=0)
+                raise
         for address in self.addresses:
             try:
                 self._socket.connect(address)
