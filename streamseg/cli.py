@@ -15,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     from streamseg.vocab import commands as vocab_commands
     from streamseg.training import commands as train_commands
     from streamseg.transport import commands as transport_commands
+    from streamseg.weights_import import commands as weights_commands
 
     parser = argparse.ArgumentParser(
         prog="streamseg",
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_commands.add_parsers(sub)  # train, data
     eval_commands.add_parsers(sub)  # eval, eval-json
     bench_commands.add_parsers(sub)  # bench engine|model|kernels
+    weights_commands.add_parsers(sub)  # weights import
     return parser
 
 

@@ -19,6 +19,10 @@ from streamseg.interface import Vocabulary
 
 def run_command(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
+    if args.config is None and args.checkpoint:  # an imported checkpoint carries its config
+        from streamseg.predictor.checkpoint import self_contained_config
+
+        cfg = self_contained_config(args.checkpoint, args.set) or cfg
     _apply_flags(cfg, args)
     stream_ids = _stream_ids(args.source, args.stream_id)
 
