@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     from streamseg.transport import commands as transport_commands
     from streamseg.transport import proxy_commands
     from streamseg.vocab import commands as vocab_commands
+    from streamseg.weights_import import commands as weights_commands
 
     parser = argparse.ArgumentParser(
         prog="streamseg",
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_commands.add_parsers(sub)  # eval, eval-json
     bench_commands.add_parsers(sub)  # bench engine|model|kernels
     config_show.add_parsers(sub)  # config show
+    weights_commands.add_parsers(sub)  # weights import
     return parser
 
 

@@ -20,6 +20,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default="configs/cpu-mobilenet.yaml")
     p.add_argument("--frames", type=int, default=30)
     p.add_argument("--sizes", default="640x360,1280x720", help="comma-separated WxH source sizes")
+    p.add_argument("--checkpoint", default=None, metavar="FILE",
+                   help="weights; an imported checkpoint (`streamseg weights import`) brings its own config")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="override one config field, e.g. --set model.input_short_side=360 (repeatable)")
     p.add_argument("--soak", type=int, default=0, help="also run N frames and report RSS after 1000 and N")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads (default: the config's model.threads; 0 = one per core)")

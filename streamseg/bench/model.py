@@ -36,14 +36,19 @@ def main(args: argparse.Namespace) -> int:
     if args.soak < 0:
         raise ConfigError("--soak must be >= 0")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    cfg = load_config(args.config, [f"model.threads={args.threads}"] if args.threads is not None else None)
+    overrides = [f"model.threads={args.threads}"] if args.threads is not None else []
+    overrides += list(getattr(args, "set", None) or [])
+    from streamseg.predictor.checkpoint import self_contained_config
+
+    checkpoint = getattr(args, "checkpoint", None)
+    cfg = self_contained_config(checkpoint, overrides) or load_config(args.config, overrides)
     t0 = time.perf_counter()
-    seg = build_segmenter(cfg, device=device)
+    seg = build_segmenter(cfg, checkpoint, device=device)
     vocab = seg.vocabulary or build_vocabulary(list(SYNTHETIC_CLASSES), cfg.vocabulary.encoder,
                                                cfg.vocabulary.templates)
     build_s = time.perf_counter() - t0
     report: dict[str, Any] = {
-        "config": args.config, "device": device, "torch_threads": torch.get_num_threads(),
+        "config": checkpoint or args.config, "device": device, "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(), "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
         "build_s": round(build_s, 2), "vocabulary": {"names": len(vocab.names), "encoder": vocab.encoder_id},
         "params_m": _params(seg.model), "sizes": {},

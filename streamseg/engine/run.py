@@ -18,6 +18,10 @@ from streamseg.errors import ConfigError
 
 def run_command(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set)
+    if args.config is None and args.checkpoint:  # an imported checkpoint carries its config
+        from streamseg.predictor.checkpoint import self_contained_config
+
+        cfg = self_contained_config(args.checkpoint, args.set) or cfg
     _apply_flags(cfg, args)
     show_line = not args.quiet and sys.stderr.isatty()
     curve = None

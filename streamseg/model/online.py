@@ -84,17 +84,18 @@ class OnlineVIS(nn.Module):
         self.cfg = cfg
         dim, mask_dim = cfg.hidden_dim, cfg.mask_channels
         self.memory_length = cfg.memory_length
-        self.backbone = build_backbone(cfg.backbone, cfg.pretrained)
+        self.backbone = build_backbone(cfg.backbone, cfg.pretrained, cfg)
         self.backbone.to(memory_format=torch.channels_last)
         self._fused_backbone = _FusedBackboneCache()  # rebuilt when the weights change
         self.pixel_decoder = build_pixel_decoder(
             cfg.pixel_decoder, self.backbone.channels, dim, mask_dim, cfg.enc_layers, cfg.enc_heads,
-            cfg.enc_points, cfg.enc_ffn_dim, cfg.dropout)
+            cfg.enc_points, cfg.enc_ffn_dim, cfg.dropout, mask2former=cfg.layout == "mask2former")
         self.tcm = (TaxonomyCompilation(cfg.text_dim, dim, cfg.adapter_dim, cfg.nheads, cfg.ffn_dim,
                                         cfg.taxonomy_size, cfg.dropout) if cfg.taxonomy else None)
         self.memory_reader = MemoryReader(dim, cfg.nheads, self.memory_length, cfg.dropout)
         self.decoder = MaskedDecoder(dim, mask_dim, cfg.dec_layers, cfg.nheads, cfg.ffn_dim,
-                                     cfg.text_dim, cfg.taxonomy, cfg.masked_levels, cfg.dropout)
+                                     cfg.text_dim, cfg.taxonomy, cfg.masked_levels, cfg.dropout,
+                                     classifier=cfg.classifier, mask2former=cfg.layout == "mask2former")
         self.query_feat = nn.Embedding(cfg.num_queries, dim)  # initial (and reset) query content
         self.query_pos = nn.Embedding(cfg.num_queries, dim)  # per-slot positional embedding
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255,
@@ -198,10 +199,23 @@ class OnlineVIS(nn.Module):
                           query_embed=out.queries, image_size=(images.shape[2], images.shape[3]),
                           timings_ms=timings)
 
+    def frame_logits(self, images: torch.Tensor, text_emb: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One frame as an image model: normalised float images (B, 3, H, W), fresh learnable
+        queries, no memory read, no TCM/TIM; H and W multiples of 32. Returns class_logits
+        (B, Q, K+1), mask_logits (B, Q, H/4, W/4) and the output queries (B, Q, C)."""
+        feats = self._backbone_for_step()(images)
+        pixels = self.pixel_decoder(feats)
+        b = images.shape[0]
+        text_emb = text_emb.to(device=images.device, dtype=self.query_feat.weight.dtype)
+        out = self.decoder(self.query_feat.weight[None].expand(b, -1, -1),
+                           self.query_pos.weight[None].expand(b, -1, -1), pixels.levels,
+                           pixels.mask_features, text_emb, None, need_aux=False)
+        return {"class_logits": out.logits, "mask_logits": out.masks, "queries": out.queries}
+
     def _backbone_for_step(self) -> nn.Module:
         """With gradients off and in eval mode, run the BN-folded copy (identical outputs)."""
-        if self.training or torch.is_grad_enabled():
-            return self.backbone
+        if self.training or torch.is_grad_enabled() or not isinstance(self.backbone, Backbone):
+            return self.backbone  # (Swin has no batch norm to fold)
         return self._fused_backbone.get(self.backbone)
 
     def _update_taxonomy(self, state: StepState, coarse: torch.Tensor, text_emb: torch.Tensor) -> None:

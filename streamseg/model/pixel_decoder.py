@@ -22,8 +22,9 @@ class PixelFeatures:
     mask_features: torch.Tensor  # stride 4
 
 
-def _conv_gn(cin: int, cout: int, k: int, groups: int = 1, act: bool = False) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=False),
+def _conv_gn(cin: int, cout: int, k: int, groups: int = 1, act: bool = False,
+             bias: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=bias),
                                nn.GroupNorm(min(32, cout), cout)]
     if act:
         layers.append(nn.ReLU(inplace=True))
@@ -49,11 +50,13 @@ class DeformablePixelDecoder(nn.Module):
     FPN step to stride 4 for the mask features."""
 
     def __init__(self, in_channels: tuple[int, int, int, int], dim: int, mask_dim: int, layers: int,
-                 heads: int, points: int, ffn_dim: int, dropout: float = 0.0) -> None:
+                 heads: int, points: int, ffn_dim: int, dropout: float = 0.0,
+                 mask2former: bool = False) -> None:
         super().__init__()
-        # input projections for c5, c4, c3 (low -> high resolution)
+        # input projections for c5, c4, c3 (low -> high resolution); Mask2Former's have a bias
         self.input_proj = nn.ModuleList(
-            _conv_gn(c, dim, 1) for c in (in_channels[3], in_channels[2], in_channels[1]))
+            _conv_gn(c, dim, 1, bias=mask2former) for c in (in_channels[3], in_channels[2], in_channels[1]))
+        self.pos_eps = 1e-6 if mask2former else 0.0
         self.level_embed = nn.Parameter(torch.randn(3, dim) * 0.02)
         self.layers = nn.ModuleList(
             DeformableEncoderLayer(dim, heads, points, ffn_dim, dropout) for _ in range(layers))
@@ -67,7 +70,8 @@ class DeformablePixelDecoder(nn.Module):
         shapes = [(m.shape[2], m.shape[3]) for m in maps]
         b, c = maps[0].shape[:2]
         src = torch.cat([m.flatten(2).transpose(1, 2) for m in maps], dim=1)
-        pos = torch.cat([sine_position_encoding(h, w, c, src.device, src.dtype) + self.level_embed[i]
+        pos = torch.cat([sine_position_encoding(h, w, c, src.device, src.dtype, eps=self.pos_eps)
+                         + self.level_embed[i]
                          for i, (h, w) in enumerate(shapes)], dim=0)[None]
         ref = torch.cat([_reference_points(h, w, src.device, src.dtype) for h, w in shapes], 0)
         ref = ref[None, :, None, :].expand(b, -1, 3, -1)
@@ -119,10 +123,10 @@ class FPNPixelDecoder(nn.Module):
 
 def build_pixel_decoder(kind: str, in_channels: tuple[int, int, int, int], dim: int, mask_dim: int,
                         layers: int, heads: int, points: int, ffn_dim: int,
-                        dropout: float = 0.0) -> nn.Module:
+                        dropout: float = 0.0, mask2former: bool = False) -> nn.Module:
     if kind == "deformable":
         return DeformablePixelDecoder(in_channels, dim, mask_dim, layers, heads, points, ffn_dim,
-                                      dropout)
+                                      dropout, mask2former)
     if kind == "fpn":
         return FPNPixelDecoder(in_channels, dim, mask_dim)
     raise ValueError(f"unknown pixel decoder {kind!r}")

@@ -8,12 +8,12 @@ import torch
 
 def sine_position_encoding(h: int, w: int, dim: int, device: torch.device,
                            dtype: torch.dtype = torch.float32,
-                           temperature: float = 10000.0) -> torch.Tensor:
+                           temperature: float = 10000.0, eps: float = 0.0) -> torch.Tensor:
     """Encoding of an h x w grid as (h*w, dim) tokens, row-major; coordinates normalised to
-    (0, 2*pi] so one encoding fits every input size."""
+    (0, 2*pi] so one encoding fits every input size. ``eps``: Mask2Former divides by (size + 1e-6)."""
     npf = dim // 2
-    y = torch.arange(1, h + 1, device=device, dtype=torch.float32) / h * 2 * math.pi
-    x = torch.arange(1, w + 1, device=device, dtype=torch.float32) / w * 2 * math.pi
+    y = torch.arange(1, h + 1, device=device, dtype=torch.float32) / (h + eps) * 2 * math.pi
+    x = torch.arange(1, w + 1, device=device, dtype=torch.float32) / (w + eps) * 2 * math.pi
     dim_t = torch.arange(npf, device=device, dtype=torch.float32)
     dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / npf)
     px = x[:, None] / dim_t  # (w, npf)

@@ -80,6 +80,35 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def checkpoint_config(data: dict[str, Any], overrides: list[str] | None = None) -> Any:
+    """The Config stored in a checkpoint (plus ``--set`` overrides), validated like a YAML one."""
+    import copy
+
+    from streamseg.config import Config, _apply_override, from_dict, validate
+    from streamseg.errors import ConfigError
+
+    raw = copy.deepcopy(data["config"])
+    for item in overrides or []:
+        _apply_override(raw, item)
+    try:
+        cfg = from_dict(Config, raw, prefix="")
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint config: {exc}") from None
+    validate(cfg)
+    return cfg
+
+
+def self_contained_config(path: str | None, overrides: list[str] | None = None) -> Any | None:
+    """The checkpoint's own Config when ``path`` is a self-contained (imported) checkpoint, else
+    None: ``streamseg run --checkpoint OUT.pt`` then needs no --config."""
+    if not path:
+        return None
+    data = load_checkpoint(path)
+    if not data.get("self_contained"):
+        return None
+    return checkpoint_config(data, overrides)
+
+
 def checkpoint_vocabulary(data: dict[str, Any], where: str = "checkpoint") -> Vocabulary:
     import torch
 

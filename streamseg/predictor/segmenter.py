@@ -94,6 +94,20 @@ class OnlineSegmenter:
         for frame in frames:
             yield self.step(state, frame)
 
+    def frame_logits(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One frame through the network as an image model, for parity checks: ``pixel_values``
+        an already normalised float tensor (B, 3, H, W), H and W multiples of 32; fresh queries,
+        no memory, no TIM; the default vocabulary. Returns {"class_logits": (B, Q, K+1),
+        "mask_logits": (B, Q, H/4, W/4)} in float32 (the same as transformers'
+        Mask2FormerForUniversalSegmentation's class_queries_logits / masks_queries_logits for an
+        imported model)."""
+        if self.vocabulary is None:
+            raise ConfigError("frame_logits needs the segmenter's default vocabulary")
+        with torch.inference_mode():
+            out = self.model.frame_logits(pixel_values.to(self.device).float(),
+                                          self._text_tensor(self.vocabulary))
+        return {"class_logits": out["class_logits"].float(), "mask_logits": out["mask_logits"].float()}
+
     # ------------------------------------------------------------------------ internals
     def _check(self, vocab: Vocabulary) -> None:
         check_vocabulary(vocab, self.encoder_id, self.config.model.text_dim)
@@ -146,14 +160,21 @@ class OnlineSegmenter:
                       timings_ms=timings)
 
 
-def build_segmenter(config: Config, checkpoint: str | None = None,
+def build_segmenter(config: Config | None = None, checkpoint: str | None = None,
                     device: str | torch.device = "cpu") -> OnlineSegmenter:
     """Build OnlineVIS from ``config``, load ``checkpoint`` (default: config.checkpoint; none = the
     untrained model), and resolve the default vocabulary (config's names/file, else the checkpoint's).
+    With ``config`` omitted, the config stored in the checkpoint is used (imported checkpoints).
 
     The model's text encoder is the checkpoint's (recorded in it); any vocabulary from another
     encoder is refused with an error naming both.
     """
+    if config is None:
+        if checkpoint is None:
+            raise ConfigError("build_segmenter needs a config or a checkpoint")
+        from streamseg.predictor.checkpoint import checkpoint_config
+
+        config = checkpoint_config(load_checkpoint(checkpoint))
     if config.model.threads > 0:
         torch.set_num_threads(config.model.threads)  # process-wide: torch has no per-module setting
     path = checkpoint if checkpoint is not None else config.checkpoint

@@ -1,0 +1,1 @@
+"""Import published Mask2Former weights into streamseg checkpoints (``streamseg weights import``)."""

@@ -1,0 +1,72 @@
+"""Write a streamseg checkpoint from published weights: config + weights + closed-set vocabulary."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from streamseg.errors import CheckpointError
+from streamseg.interface import Vocabulary
+from streamseg.model.config import ModelConfig
+
+CLOSED_SET_ENCODER = "closed-set"  # the vocabulary of a linear class head: one-hot rows
+
+
+@dataclass
+class ImportResult:
+    path: Path
+    config: ModelConfig
+    names: list[str]
+    new_keys: list[str]  # OnlineVIS tensors the source has no counterpart for (kept at init)
+    seconds: float
+
+
+def closed_set_vocabulary(names: list[str]) -> Vocabulary:
+    return Vocabulary(names=list(names), embeddings=np.eye(len(names), dtype=np.float32),
+                      encoder_id=CLOSED_SET_ENCODER)
+
+
+def build_imported(cfg: ModelConfig, mapped: dict[str, torch.Tensor]) -> tuple[Any, list[str]]:
+    """OnlineVIS(cfg) holding ``mapped``; refuses missing or misshapen tensors. New modules the
+    source lacks (memory reader) keep a seeded init and are listed."""
+    from streamseg.model.online import OnlineVIS
+
+    torch.manual_seed(0)
+    model = OnlineVIS(cfg)
+    own = model.state_dict()
+    unexpected = [k for k in mapped if k not in own]
+    shapes = [f"{k} {list(v.shape)} vs {list(own[k].shape)}" for k, v in mapped.items()
+              if k in own and v.shape != own[k].shape]
+    optional = ("memory_reader.", "tcm.", "decoder.tim.")
+    missing = [k for k in own if k not in mapped and not k.startswith(optional)
+               and not k.endswith("relative_position_index")]
+    for what, items in (("unexpected", unexpected), ("shape mismatches", shapes), ("missing", missing)):
+        if items:
+            raise CheckpointError(f"checkpoint does not fit a Mask2Former of its config: {len(items)} {what} "
+                                  f"({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})")
+    new = [k for k in own if k not in mapped]
+    model.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in mapped.items()}}, strict=True)
+    return model.eval(), new
+
+
+def import_transformers(src: str | Path, out: str | Path, **overrides: Any) -> ImportResult:
+    from streamseg.config import Config
+    from streamseg.predictor.checkpoint import save_checkpoint
+    from streamseg.weights_import.transformers_folder import model_config, read_folder
+    from streamseg.weights_import.transformers_keys import map_state_dict
+
+    t0 = time.perf_counter()
+    folder = Path(src)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder} is not a folder (a transformers checkpoint is config.json + weights)")
+    hf_config, state = read_folder(folder)
+    cfg, names = model_config(hf_config, **overrides)
+    model, new = build_imported(cfg, map_state_dict(state))
+    config = Config(model=cfg)
+    save_checkpoint(out, model, config, closed_set_vocabulary(names),
+                    extra={"self_contained": True, "imported_from": str(folder)})
+    return ImportResult(Path(out), cfg, names, new, time.perf_counter() - t0)
