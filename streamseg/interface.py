@@ -52,6 +52,7 @@ class Instance:
     score: float
     box_xyxy: tuple[float, float, float, float]  # pixels, full resolution
     mask: np.ndarray  # H x W bool, full resolution
+    target: bool = False  # a prompted target (label = its name, class_id -1), not a vocabulary class
 
 
 @dataclass

@@ -52,6 +52,9 @@ class ModelConfig:
     # shared with other busy processes, 1 avoids oversubscription (measured 10x faster here).
     threads: int = 0
     dropout: float = 0.0
+    # Targets (TarViS): prompted objects decoded as extra queries beside the class queries.
+    max_targets: int = 8  # target slots per stream (fixed, so the state stays bounded)
+    target_layers: int = 2  # attention layers refining a prompt's query in the target encoder
 
     @property
     def mask_channels(self) -> int:
@@ -80,6 +83,8 @@ class ModelConfig:
         require(self.memory_length >= 1, "memory_length must be >= 1")
         require(self.threads >= 0, "threads must be >= 0")
         require(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
+        require(self.max_targets >= 1, "max_targets must be >= 1")
+        require(self.target_layers >= 0, "target_layers must be >= 0")
 
 
 @dataclass
