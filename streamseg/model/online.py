@@ -233,8 +233,11 @@ class OnlineVIS(nn.Module):
             tg.memory_len = tg.memory_len.index_copy(1, slots, memory_len[:, num_q:])
             target_masks = masks[:, num_q:]
             target_aux = [mk[:, num_q:] for _, mk in aux]
-            logits, masks = logits[:, :num_q], masks[:, :num_q]
-            aux = [(lg[:, :num_q], mk[:, :num_q]) for lg, mk in aux]
+            sliced = [(lg[:, :num_q], mk[:, :num_q]) for lg, mk in aux]
+            # the final prediction stays the very tensor of aux's last entry (the loss dedups by identity)
+            last_is_final = bool(aux) and aux[-1][0] is logits
+            logits, masks = sliced[-1] if last_is_final else (logits[:, :num_q], masks[:, :num_q])
+            aux = sliced
         state.steps += 1
         timings["decoder"] = (time.perf_counter() - t3) * 1e3  # memory read + decoder layers
         return StepOutput(pred_logits=logits, pred_masks=masks, aux=aux,
