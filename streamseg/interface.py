@@ -55,16 +55,17 @@ class Instance:
     box_xyxy: tuple[float, float, float, float]  # pixels, full resolution
     crop: np.ndarray  # h x w bool: the mask inside mask_box (the one representation up to the wire)
     mask_box: MaskBox  # x, y, w, h of the crop in the frame
+    target: bool = False  # a prompted target (label = its name, class_id -1), not a vocabulary class
 
     @classmethod
     def from_mask(cls, track_id: int, class_id: int, label: str, score: float,
-                  mask: np.ndarray) -> "Instance | None":
+                  mask: np.ndarray, target: bool = False) -> "Instance | None":
         """An instance from a full-frame bool mask (its tight crop and box); None when the mask is empty."""
         cropped = crop_of(mask)
         if cropped is None:
             return None
         crop, box = cropped
-        return cls(track_id, class_id, label, score, box_xyxy(box), crop, box)
+        return cls(track_id, class_id, label, score, box_xyxy(box), crop, box, target)
 
     def full_mask(self, height: int, width: int) -> np.ndarray:
         """The mask expanded to a height x width frame (allocates one; for consumers that want it)."""

@@ -202,8 +202,8 @@ def test_forward_clip_gradients_reach_every_parameter(cfg):
                + o.taxo_logits.logsumexp(-1).mean() + o.tcm_scores.mean() for o in outs)
     loss.backward()
     missing = [n for n, p in model.named_parameters()
-               if p.grad is None or p.grad.abs().sum() == 0]
-    assert missing == []
+               if (p.grad is None or p.grad.abs().sum() == 0) and not n.startswith("target_encoder.")]
+    assert missing == []  # (a clip without prompts leaves the target encoder out: tests/test_targets.py)
     model.zero_grad()
     grad_before = model.query_feat.weight.grad
     outs = model.forward_clip(clip[:2, :1], _text(5))

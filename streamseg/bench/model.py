@@ -57,6 +57,8 @@ def main(args: argparse.Namespace) -> int:
         torch.cuda.reset_peak_memory_stats()
     for width, height in sizes:
         report["sizes"][f"{width}x{height}"] = _measure(seg, vocab, width, height, args.frames)
+    if getattr(args, "targets", None):
+        report["targets"] = _measure_targets(seg, vocab, sizes[0], _parse_counts(args.targets), args.frames)
     report["memory"] = _memory(seg, vocab, sizes[0], device)
     if args.soak:
         report["soak"] = _soak(seg, vocab, sizes[0], args.soak)
@@ -89,6 +91,49 @@ def _frames(width: int, height: int, count: int) -> list:
 
     scene = SyntheticScene(SceneConfig(seed=1, width=width, height=height))
     return [Frame(image=scene.render(i)[0], index=i, pts=None, t_capture_ns=0) for i in range(count)]
+
+
+def _parse_counts(text: str) -> list[int]:
+    from streamseg.errors import ConfigError
+
+    try:
+        counts = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--targets must be comma-separated integers, got {text!r}") from None
+    if not counts or any(c < 0 for c in counts):
+        raise ConfigError(f"--targets must be integers >= 0, got {text!r}")
+    return counts
+
+
+def _measure_targets(seg, vocab, size: tuple[int, int], counts: list[int], n: int,
+                     rounds: int = 3) -> dict[str, Any]:
+    """Frame rate with N targets beside the vocabulary: one stream per count, stepped in
+    interleaved rounds (so a load change on a shared machine hits every count alike)."""
+    width, height = size
+    frames = _frames(width, height, min(n, _PRERENDER))
+    seg.targets_trained = True  # a speed figure: untrained target weights cost the same
+    states, per = {}, {}
+    for c in counts:
+        state = seg.init_state(vocab)
+        for k in range(c):  # boxes spread over the frame (the prompt kind does not change the cost)
+            x0 = (k % 4) * width / 4
+            seg.add_target(state, box=(x0, height / 4, x0 + width / 5, height / 2), name=f"t{k}")
+        for i in range(_WARMUP):
+            seg.step(state, frames[i % len(frames)])
+        states[c], per[c] = state, []
+    for _ in range(rounds):
+        for c in counts:
+            for i in range(max(1, n // rounds)):
+                f = frames[i % len(frames)]
+                t0 = time.perf_counter()
+                seg.step(states[c], f)
+                per[c].append(time.perf_counter() - t0)
+    out = {}
+    for c in counts:
+        med = statistics.median(per[c])
+        out[str(c)] = {"frames": len(per[c]), "ms_median": round(med * 1e3, 2),
+                       "fps_median": round(1.0 / med, 2), "fps_mean": round(len(per[c]) / sum(per[c]), 2)}
+    return {"size": f"{width}x{height}", "counts": out}
 
 
 def _measure(seg, vocab, width: int, height: int, n: int) -> dict[str, Any]:
@@ -210,6 +255,13 @@ def _print(r: dict[str, Any]) -> None:
     print("memory: peak RSS {ru_maxrss_mb} MB, RSS now {rss_mb_now} MB, python heap peak per step "
           "{tracemalloc_peak_mb_per_step} MB".format(**mem)
           + (f", CUDA peak {mem['cuda_peak_mb']} MB" if "cuda_peak_mb" in mem else ""))
+    if "targets" in r:
+        t = r["targets"]
+        base = t["counts"].get("0")
+        print(f"targets at {t['size']} (segmenter.step, interleaved rounds): " + "; ".join(
+            f"{c}: {m['fps_median']} fps ({m['ms_median']} ms median"
+            + (f", {100 * (1 - m['fps_median'] / base['fps_median']):+.1f} % fps cost" if base and c != "0" else "")
+            + ")" for c, m in t["counts"].items()))
     if "soak" in r:
         s = r["soak"]
         print(f"soak: {s['frames']} frames at {s['fps']} fps; RSS MB after " +

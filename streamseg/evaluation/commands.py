@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -24,6 +25,27 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.set_defaults(func=_eval)
+
+    t = sub.add_parser(
+        "eval-targets",
+        help="semi-supervised VOS / point tracking: prompt every object on its first frame, report DAVIS J, F, J&F",
+        description="For every object of every video of --data, add a target prompted on the object's first "
+        "visible frame (--prompt mask: its mask; box: its box; point: its most interior pixel) and track it "
+        "online to the end of the video. Prints DAVIS's J (region IoU), F (boundary F-measure, tolerance "
+        "0.008 of the image diagonal) and J&F over the frames after the prompt frame, averaged over objects, "
+        "with recall and decay over time. The dataset's classes run as the vocabulary beside the targets "
+        "(--no-vocabulary: targets only).",
+    )
+    t.add_argument("--config", required=True, help="model config (YAML)")
+    t.add_argument("--checkpoint", help="weights (default: the config's checkpoint)")
+    t.add_argument("--data", required=True, metavar="DIR|JSON", help="annotation JSON or folder holding valid.json")
+    t.add_argument("--prompt", choices=("mask", "point", "box"), default="mask", help="prompt kind (default mask)")
+    t.add_argument("--max-videos", type=int, metavar="N", help="evaluate the first N videos only")
+    t.add_argument("--no-vocabulary", action="store_true", help="targets only (an empty vocabulary)")
+    t.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    t.add_argument("--json", action="store_true", help="the last line is one JSON object with J, F, J&F")
+    t.set_defaults(func=_eval_targets)
 
     q = sub.add_parser(
         "eval-json",
@@ -91,4 +113,48 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"time per frame (segmenter.step, online): {run.ms_per_frame:.1f} ms")
         if run.component_ms:
             print("  " + ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(run.component_ms.items())))
+    return 0
+
+
+def _eval_targets(args: argparse.Namespace) -> int:
+    from streamseg.config import load_config
+    from streamseg.data.ytvis import image_root_for, load_ytvis, resolve_annotations
+    from streamseg.errors import ConfigError
+    from streamseg.evaluation.targets import evaluate_targets
+    from streamseg.predictor.segmenter import build_segmenter
+    from streamseg.vocab.files import build_vocabulary
+
+    if args.max_videos is not None and args.max_videos < 1:
+        raise ConfigError("--max-videos must be >= 1")
+    config = load_config(args.config, args.set)
+    gt = load_ytvis(resolve_annotations(args.data))
+    # every object of a video is a target until its end: enough slots for the busiest video
+    # (max_targets sizes the state only, no weights depend on it)
+    needed = max((len(gt.annotations_of(v.id)) for v in gt.videos), default=1)
+    if needed > config.model.max_targets:
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, max_targets=needed))
+    segmenter = build_segmenter(config, args.checkpoint, device=args.device)
+    if args.no_vocabulary:
+        vocabulary = segmenter.empty_vocabulary()
+    else:
+        vc = config.vocabulary
+        vocabulary = build_vocabulary([c.name for c in gt.categories], vc.encoder, vc.templates, use_cache=vc.cache)
+
+    def progress(done: int, total: int) -> None:
+        if not args.json:
+            print(f"\rvideo {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    scores = evaluate_targets(segmenter, gt, image_root_for(gt.path), args.prompt, vocabulary,
+                              args.max_videos, progress=progress)
+    summary = {"prompt": args.prompt, **scores.summary()}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{summary['objects']} objects, {scores.frames} frames, prompt {args.prompt}")
+        print(f"J {summary['J']:.3f}  F {summary['F']:.3f}  J&F {summary['J&F']:.3f}")
+        if summary["objects"]:
+            print(f"recall J {summary['J_recall']:.3f} F {summary['F_recall']:.3f}; decay J {summary['J_decay']:.3f} "
+                  f"F {summary['F_decay']:.3f}; J&F by quarter of each track: "
+                  + " ".join(f"{v:.3f}" for v in summary["J&F_by_quarter"]))
+            print(f"time per frame (segmenter.step, online): {summary['ms_per_frame']:.1f} ms")
     return 0

@@ -68,6 +68,9 @@ class ModelConfig:
     # shared with other busy processes, 1 avoids oversubscription (measured 10x faster here).
     threads: int = 0
     dropout: float = 0.0
+    # Targets (TarViS): prompted objects decoded as extra queries beside the class queries.
+    max_targets: int = 8  # target slots per stream (fixed, so the state stays bounded)
+    target_layers: int = 2  # attention layers refining a prompt's query in the target encoder
 
     @property
     def mask_channels(self) -> int:
@@ -102,6 +105,8 @@ class ModelConfig:
                 "swin_embed_dim * 2**stage must be divisible by swin_heads[stage]")
         require(self.swin_window >= 1, "swin_window must be >= 1")
         require(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
+        require(self.max_targets >= 1, "max_targets must be >= 1")
+        require(self.target_layers >= 0, "target_layers must be >= 0")
 
 
 # Prompt templates a class name is embedded with (averaged); `streamseg vocab build` uses the same.

@@ -24,6 +24,7 @@ from streamseg.model.config import ModelConfig
 from streamseg.model.masked_decoder import MaskedDecoder
 from streamseg.model.memory import MemoryReader, push_memory
 from streamseg.model.pixel_decoder import build_pixel_decoder
+from streamseg.model.target_encoder import TargetEncoder, TargetPrompt, TargetSlots
 from streamseg.model.taxonomy import TaxonomyCompilation
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -44,6 +45,7 @@ class StepState:
     windows_done: int = 0  # complete TCM windows so far (0 = still in the first window)
     steps: int = 0
     text_emb: torch.Tensor | None = None  # the vocabulary E was compiled from (to notice a swap)
+    targets: TargetSlots | None = None  # prompted targets (fixed capacity), allocated on first use
 
 
 @dataclass
@@ -57,6 +59,12 @@ class StepOutput:
     query_embed: torch.Tensor  # (B, Q, C) output queries
     image_size: tuple[int, int]  # (H, W) of the network input (the inference size)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # Targets decoded this frame (None without any): slot indices into StepState.targets, their
+    # mask logits (B, N, H/4, W/4) and, with gradients, every decoder layer's target masks.
+    target_slots: torch.Tensor | None = None
+    target_masks: torch.Tensor | None = None
+    target_aux: list[torch.Tensor] = field(default_factory=list)
+    added_slots: torch.Tensor | None = None  # slots given to this frame's prompts (in order)
 
 
 class _FusedBackboneCache:
@@ -98,6 +106,8 @@ class OnlineVIS(nn.Module):
                                      classifier=cfg.classifier, mask2former=cfg.layout == "mask2former")
         self.query_feat = nn.Embedding(cfg.num_queries, dim)  # initial (and reset) query content
         self.query_pos = nn.Embedding(cfg.num_queries, dim)  # per-slot positional embedding
+        self.target_encoder = TargetEncoder(dim, mask_dim, cfg.nheads, cfg.ffn_dim, cfg.target_layers,
+                                            cfg.dropout)
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255,
                              persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255,
@@ -160,9 +170,12 @@ class OnlineVIS(nn.Module):
         state.memory_len = state.memory_len.masked_fill(slots, 0)
 
     # ----------------------------------------------------------------------------- steps
-    def step(self, state: StepState, images: torch.Tensor, text_emb: torch.Tensor) -> StepOutput:
+    def step(self, state: StepState, images: torch.Tensor, text_emb: torch.Tensor,
+             prompts: list[list[TargetPrompt]] | None = None) -> StepOutput:
         """One frame for B streams. images: uint8 (preprocessed here) or the float output of
-        ``preprocess``; text_emb (K, text_dim). Updates ``state`` (queries, memory, TCM cache)."""
+        ``preprocess``; text_emb (K, text_dim) (K may be 0: targets only); prompts[b]: new targets
+        on this frame (input-size coordinates), encoded from its features before decoding.
+        Updates ``state`` (queries, memory, TCM cache, targets)."""
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         if images.dtype == torch.uint8:
@@ -177,27 +190,107 @@ class OnlineVIS(nn.Module):
         pixels = self.pixel_decoder(feats)
         t2 = time.perf_counter()
         timings["pixel_decoder"] = (t2 - t1) * 1e3
-        if self.tcm is not None:
+        if self.tcm is not None and text_emb.shape[0] > 0:
             self._update_taxonomy(state, pixels.levels[0], text_emb)
         t3 = time.perf_counter()
         timings["tcm"] = (t3 - t2) * 1e3
+        image_size = (images.shape[2], images.shape[3])
+        added = None
+        if prompts and any(prompts):
+            added = self.add_targets(state, prompts, pixels.levels, pixels.mask_features, image_size)
+            t4 = time.perf_counter()
+            timings["target_encoder"] = (t4 - t3) * 1e3
+            t3 = t4
 
         b = images.shape[0]
+        num_q = self.cfg.num_queries
         queries = state.queries
         if queries is None:
             queries = self.query_feat.weight[None].expand(b, -1, -1)
-        queries = self.memory_reader(queries, state.memory, state.memory_len)
         query_pos = self.query_pos.weight[None].expand(b, -1, -1)
+        memory, memory_len = state.memory, state.memory_len
+        slots = None
+        tg = state.targets
+        if tg is not None and bool(tg.active.any()):
+            # targets join the class queries: one query set for memory read and decoder
+            slots = torch.nonzero(tg.active.any(0)).flatten()
+            queries = torch.cat([queries, tg.queries[:, slots]], 1)
+            query_pos = torch.cat([query_pos, tg.pos[:, slots]], 1)
+            memory = torch.cat([memory, tg.memory[:, slots]], 1)
+            memory_len = torch.cat([memory_len, tg.memory_len[:, slots]], 1)
+        queries = self.memory_reader(queries, memory, memory_len)
+        taxonomy = state.taxonomy if text_emb.shape[0] > 0 else None
         out = self.decoder(queries, query_pos, pixels.levels, pixels.mask_features, text_emb,
-                           state.taxonomy, need_aux=torch.is_grad_enabled())
-        state.queries = out.queries
-        state.memory, state.memory_len = push_memory(state.memory, state.memory_len, out.queries)
+                           taxonomy, need_aux=torch.is_grad_enabled())
+        memory, memory_len = push_memory(memory, memory_len, out.queries)
+        state.queries = out.queries[:, :num_q]
+        state.memory, state.memory_len = memory[:, :num_q], memory_len[:, :num_q]
+        target_masks, target_aux = None, []
+        logits, masks, aux = out.logits, out.masks, out.aux
+        if slots is not None:
+            assert tg is not None
+            tg.queries = tg.queries.index_copy(1, slots, out.queries[:, num_q:])
+            tg.memory = tg.memory.index_copy(1, slots, memory[:, num_q:])
+            tg.memory_len = tg.memory_len.index_copy(1, slots, memory_len[:, num_q:])
+            target_masks = masks[:, num_q:]
+            target_aux = [mk[:, num_q:] for _, mk in aux]
+            sliced = [(lg[:, :num_q], mk[:, :num_q]) for lg, mk in aux]
+            # the final prediction stays the very tensor of aux's last entry (the loss dedups by identity)
+            last_is_final = bool(aux) and aux[-1][0] is logits
+            logits, masks = sliced[-1] if last_is_final else (logits[:, :num_q], masks[:, :num_q])
+            aux = sliced
         state.steps += 1
         timings["decoder"] = (time.perf_counter() - t3) * 1e3  # memory read + decoder layers
-        return StepOutput(pred_logits=out.logits, pred_masks=out.masks, aux=out.aux,
-                          taxo_logits=out.taxo_logits, tcm_scores=state.tcm_scores,
-                          query_embed=out.queries, image_size=(images.shape[2], images.shape[3]),
-                          timings_ms=timings)
+        return StepOutput(pred_logits=logits, pred_masks=masks, aux=aux,
+                          taxo_logits=None if out.taxo_logits is None else out.taxo_logits[:, :num_q],
+                          tcm_scores=state.tcm_scores, query_embed=state.queries, image_size=image_size,
+                          timings_ms=timings, target_slots=slots, target_masks=target_masks,
+                          target_aux=target_aux, added_slots=added)
+
+    # ----------------------------------------------------------------------------- targets
+    def encode_frame(self, images: torch.Tensor):
+        """Backbone + pixel decoder of a frame (for a prompt on a frame already stepped)."""
+        if images.dtype == torch.uint8:
+            images = self.preprocess(images)
+        return self.pixel_decoder(self._backbone_for_step()(images)), (images.shape[2], images.shape[3])
+
+    def _target_slots(self, state: StepState, batch: int, device: torch.device, dtype: torch.dtype) -> TargetSlots:
+        if state.targets is None:
+            n, m, c = self.cfg.max_targets, self.memory_length, self.cfg.hidden_dim
+            state.targets = TargetSlots(
+                queries=torch.zeros(batch, n, c, device=device, dtype=dtype),
+                pos=torch.zeros(batch, n, c, device=device, dtype=dtype),
+                memory=torch.zeros(batch, n, m, c, device=device, dtype=dtype),
+                memory_len=torch.zeros(batch, n, dtype=torch.long, device=device),
+                active=torch.zeros(batch, n, dtype=torch.bool, device=device))
+        return state.targets
+
+    def add_targets(self, state: StepState, prompts: list[list[TargetPrompt]], levels: list[torch.Tensor],
+                    mask_features: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+        """Encode prompts[b] (N each) into free target slots; returns the slots (N,) used (the same
+        slot indices in every stream of the batch). Raises ValueError when the capacity is full."""
+        b, n = len(prompts), len(prompts[0])
+        queries, pos = self.target_encoder(levels, mask_features, prompts, image_size)
+        tg = self._target_slots(state, b, queries.device, queries.dtype)
+        free = torch.nonzero(~tg.active.any(0)).flatten()
+        if free.numel() < n:
+            raise ValueError(f"at most {tg.capacity} targets per stream (model.max_targets)")
+        slots = free[:n]
+        tg.queries = tg.queries.index_copy(1, slots, queries.to(tg.queries.dtype))
+        tg.pos = tg.pos.index_copy(1, slots, pos.to(tg.pos.dtype))
+        tg.memory = tg.memory.index_fill(1, slots, 0.0)
+        tg.memory_len = tg.memory_len.index_fill(1, slots, 0)
+        tg.active = tg.active.index_fill(1, slots, True)
+        return slots
+
+    def remove_targets(self, state: StepState, slots: torch.Tensor) -> None:
+        """Free target slots (their content is dropped; the slot may be reused by a new target)."""
+        tg = state.targets
+        if tg is None:
+            return
+        slots = slots.to(tg.active.device)
+        tg.active = tg.active.index_fill(1, slots, False)
+        tg.memory_len = tg.memory_len.index_fill(1, slots, 0)
 
     def frame_logits(self, images: torch.Tensor, text_emb: torch.Tensor) -> dict[str, torch.Tensor]:
         """One frame as an image model: normalised float images (B, 3, H, W), fresh learnable
@@ -240,11 +333,15 @@ class OnlineVIS(nn.Module):
             state.window.clear()
             state.windows_done += 1
 
-    def forward_clip(self, clip: torch.Tensor, text_emb: torch.Tensor) -> list[StepOutput]:
+    def forward_clip(self, clip: torch.Tensor, text_emb: torch.Tensor,
+                     prompts: list[list[TargetPrompt]] | None = None, prompt_frame: int = 0) -> list[StepOutput]:
         """clip (T, B, 3, H, W) (uint8, or float from ``preprocess``) -> one StepOutput per frame,
-        through the same online path as ``step`` (fresh state), keeping the autograd graph."""
+        through the same online path as ``step`` (fresh state), keeping the autograd graph.
+        ``prompts`` (input-size coordinates) are given on frame ``prompt_frame``."""
         state = self.new_state(clip.shape[1], self.query_feat.weight.device)
-        return [self.step(state, clip[t], text_emb) for t in range(clip.shape[0])]
+        return [self.step(state, clip[t], text_emb, prompts if t == prompt_frame else None)
+                for t in range(clip.shape[0])]
 
-    def forward(self, clip: torch.Tensor, text_emb: torch.Tensor) -> list[StepOutput]:
-        return self.forward_clip(clip, text_emb)
+    def forward(self, clip: torch.Tensor, text_emb: torch.Tensor,
+                prompts: list[list[TargetPrompt]] | None = None, prompt_frame: int = 0) -> list[StepOutput]:
+        return self.forward_clip(clip, text_emb, prompts, prompt_frame)

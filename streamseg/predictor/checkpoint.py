@@ -125,11 +125,18 @@ def checkpoint_vocabulary(data: dict[str, Any], where: str = "checkpoint") -> Vo
     return Vocabulary(names=list(names), embeddings=emb.float().numpy().astype(np.float32), encoder_id=encoder_id)
 
 
-def load_weights(model: Any, data: dict[str, Any], where: str = "checkpoint") -> None:
-    """Copy the checkpoint's weights into ``model``; every key and shape must match exactly."""
+# Modules added after checkpoints were already shipped: a checkpoint without them still loads (the
+# model then works without that feature; e.g. no target-encoder weights = no targets).
+OPTIONAL_PREFIXES = ("target_encoder.",)
+
+
+def load_weights(model: Any, data: dict[str, Any], where: str = "checkpoint") -> list[str]:
+    """Copy the checkpoint's weights into ``model``; every key and shape must match exactly, except
+    that keys under OPTIONAL_PREFIXES may be absent. Returns those absent optional keys."""
     own = model.state_dict()
     theirs = data["state_dict"]
-    missing = [k for k in own if k not in theirs]
+    absent_optional = [k for k in own if k not in theirs and k.startswith(OPTIONAL_PREFIXES)]
+    missing = [k for k in own if k not in theirs and not k.startswith(OPTIONAL_PREFIXES)]
     unexpected = [k for k in theirs if k not in own]
     shapes = [f"{k} {list(theirs[k].shape)} vs model {list(v.shape)}"
               for k, v in own.items() if k in theirs and theirs[k].shape != v.shape]
@@ -142,7 +149,17 @@ def load_weights(model: Any, data: dict[str, Any], where: str = "checkpoint") ->
         problems.append(f"{len(shapes)} shape mismatches ({_some(shapes)})")
     if problems:
         raise CheckpointError(f"{where} does not fit the config's model: " + "; ".join(problems))
-    model.load_state_dict(theirs, strict=True)
+    model.load_state_dict(theirs, strict=not absent_optional)
+    return absent_optional
+
+
+def load_matching_weights(model: Any, data: dict[str, Any]) -> tuple[int, int]:
+    """Load every checkpoint tensor whose name and shape fit ``model`` (fine-tuning a model that
+    gained modules); returns (loaded, model tensors)."""
+    own = model.state_dict()
+    fit = {k: v for k, v in data["state_dict"].items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(fit, strict=False)
+    return len(fit), len(own)
 
 
 def _some(items: list[str]) -> str:

@@ -24,6 +24,7 @@ from streamseg.masks import box_xyxy
 from streamseg.model.online import OnlineVIS, StepOutput, StepState
 from streamseg.predictor.checkpoint import checkpoint_vocabulary, load_checkpoint, load_weights
 from streamseg.predictor.postprocess import paste_mask
+from streamseg.predictor.targets import TargetBook, TargetInfo, make_prompt
 from streamseg.tracking.lifecycle import SlotTracks, TrackLifecycle
 from streamseg.vocab.encoders import encoder_id_for_spec
 from streamseg.vocab.files import check_vocabulary, resolve_vocabulary
@@ -39,6 +40,7 @@ class SegmenterState:
     text_emb: torch.Tensor  # (K, text_dim) on the model's device
     pending_vocabulary: Vocabulary | None = None  # applied at the start of the next step
     frames: int = 0
+    targets: TargetBook = dataclasses.field(default_factory=TargetBook)  # prompted targets
 
 
 class OnlineSegmenter:
@@ -52,6 +54,7 @@ class OnlineSegmenter:
         self.vocabulary = vocabulary  # default for init_state()
         self.device = torch.device(device)
         self.lifecycle = TrackLifecycle(config.tracker)
+        self.targets_trained = True  # False: the checkpoint had no target-encoder weights
         thr = config.tracker.mask_threshold
         self._mask_logit_thr = math.log(thr / (1.0 - thr))  # sigmoid(x) >= thr  <=>  x >= this
 
@@ -80,8 +83,19 @@ class OnlineSegmenter:
         image = torch.from_numpy(np.ascontiguousarray(frame.image))[None].to(self.device)
         autocast = (torch.autocast("cuda", dtype=torch.float16) if self.device.type == "cuda"
                     else nullcontext())
+        pending = state.targets.pending
+        prompts = None
+        if pending:
+            in_h, in_w = self.model.input_size(frame.height, frame.width)
+            prompts = [[p.to_input(frame.height, frame.width, in_h, in_w) for _, p in pending]]
         with torch.inference_mode(), autocast:
-            out = self.model.step(state.model_state, image, state.text_emb)
+            out = self.model.step(state.model_state, image, state.text_emb, prompts)
+        if pending:
+            assert out.added_slots is not None
+            for (track_id, _), slot in zip(pending, out.added_slots.tolist()):
+                info = state.targets.targets[track_id]
+                info.slot, info.added_frame = int(slot), state.frames
+            state.targets.pending = []
         with torch.inference_mode():
             tracks = self._postprocess(state, out, frame)
         state.frames += 1
@@ -117,6 +131,86 @@ class OnlineSegmenter:
             raise ConfigError(f"vocabulary {vocab.names[:3]}... has no text embeddings: build it with a text encoder")
         return torch.from_numpy(np.ascontiguousarray(vocab.embeddings, dtype=np.float32)).to(self.device)
 
+    def _target_instances(self, state: SegmenterState, out: StepOutput, height: int, width: int) -> list[Instance]:
+        """Each live target's mask this frame (score = mask quality); an empty mask publishes
+        nothing this frame but the target stays (no death threshold)."""
+        if out.target_slots is None or out.target_masks is None:
+            return []
+        by_slot = state.targets.by_slot()
+        found = []
+        for i, slot in enumerate(out.target_slots.tolist()):
+            info = by_slot.get(int(slot))
+            if info is None:
+                continue
+            logits = out.target_masks[0, i].float()
+            fg = logits >= self._mask_logit_thr
+            area = int(fg.sum())
+            if area == 0:
+                continue
+            pasted = paste_mask(logits, height, width, self._mask_logit_thr)
+            if pasted is None:
+                continue
+            quality = float((logits.sigmoid() * fg).sum() / area)
+            crop, mask_box = pasted
+            found.append(Instance(track_id=info.track_id, class_id=-1, label=info.name, score=quality,
+                                  box_xyxy=box_xyxy(mask_box), crop=crop, mask_box=mask_box, target=True))
+        return sorted(found, key=lambda inst: inst.track_id)
+
+    # ------------------------------------------------------------------------ targets API
+    def add_target(self, state: SegmenterState, points=None, box=None, mask=None, name: str = "target",
+                   frame: Frame | None = None) -> int:
+        """Follow the object given by ``points`` ((x, y) or [(x, y), ...]), ``box`` (x0, y0, x1, y1)
+        or ``mask`` (H, W bool), in source-frame pixels; returns its track ID.
+
+        Without ``frame`` the prompt applies to the next frame ``step`` processes (encoded from
+        that frame's features). With ``frame`` (one already in hand, e.g. the last one stepped) it
+        is encoded now from that frame and tracked from the next step on."""
+        if not self.targets_trained:
+            raise ConfigError("this checkpoint has no target-encoder weights: targets need a model "
+                              "trained with targets (streamseg train with train.target_ratio > 0)")
+        if not isinstance(name, str) or not name:
+            raise ConfigError("target name must be a non-empty string")
+        book = state.targets
+        live = len(book.targets)
+        if live >= self.config.model.max_targets:
+            raise ConfigError(f"at most {self.config.model.max_targets} targets per stream (model.max_targets)")
+        size = (frame.height, frame.width) if frame is not None else None
+        prompt = make_prompt(points, box, mask, size)
+        track_id = state.tracks.next_id
+        state.tracks.next_id += 1
+        info = TargetInfo(track_id=track_id, name=name, kind=prompt.kind)
+        book.targets[track_id] = info
+        if frame is None:
+            book.pending.append((track_id, prompt))
+            return track_id
+        image = torch.from_numpy(np.ascontiguousarray(frame.image))[None].to(self.device)
+        with torch.inference_mode():
+            pixels, (in_h, in_w) = self.model.encode_frame(image)
+            slots = self.model.add_targets(state.model_state, [[prompt.to_input(frame.height, frame.width, in_h, in_w)]],
+                                           pixels.levels, pixels.mask_features, (in_h, in_w))
+        info.slot, info.added_frame = int(slots[0]), state.frames
+        return track_id
+
+    def remove_target(self, state: SegmenterState, track_id: int) -> None:
+        """Stop following a target (immediately); its ID is never reused."""
+        book = state.targets
+        info = book.targets.pop(int(track_id), None)
+        if info is None:
+            raise ConfigError(f"no target with track id {track_id} (targets: "
+                              f"{', '.join(str(t) for t in book.targets) or 'none'})")
+        book.pending = [(tid, p) for tid, p in book.pending if tid != info.track_id]
+        if info.slot is not None:
+            self.model.remove_targets(state.model_state, torch.tensor([info.slot]))
+
+    def list_targets(self, state: SegmenterState) -> list[TargetInfo]:
+        """The stream's targets by track ID (``as_dict()`` gives track_id, name, kind, pending)."""
+        return [state.targets.targets[k] for k in sorted(state.targets.targets)]
+
+    def empty_vocabulary(self) -> Vocabulary:
+        """A vocabulary with no classes, for targets only (pure VOS / point tracking)."""
+        return Vocabulary(names=[], embeddings=np.zeros((0, self.config.model.text_dim), dtype=np.float32),
+                          encoder_id=self.encoder_id)
+
     def _postprocess(self, state: SegmenterState, out: StepOutput, frame: Frame) -> Tracks:
         """Per slot: class = argmax over the vocabulary (no-object excluded), score = that class's
         probability x mask quality (mean foreground probability inside the mask, 0 if empty); then
@@ -125,7 +219,10 @@ class OnlineSegmenter:
         t0 = time.perf_counter()
         logits = out.pred_logits[0].float()
         probs = logits.softmax(-1)[:, :-1]
-        class_prob, class_id = probs.max(-1)
+        if probs.shape[1] == 0:  # no vocabulary (targets only): no class tracks
+            class_prob = class_id = torch.zeros(probs.shape[0], dtype=torch.long, device=probs.device)
+        else:
+            class_prob, class_id = probs.max(-1)
         mask_logits = out.pred_masks[0].float()
         fg = mask_logits >= self._mask_logit_thr
         area = fg.sum((1, 2))
@@ -153,6 +250,7 @@ class OnlineSegmenter:
             instances.append(Instance(
                 track_id=int(result.track_id[slot]), class_id=int(cls[slot]), label=names[int(cls[slot])],
                 score=float(result.score[slot]), box_xyxy=box_xyxy(mask_box), crop=crop, mask_box=mask_box))
+        instances.extend(self._target_instances(state, out, height, width))
         t3 = time.perf_counter()
         timings["tracker"] = (t2 - t1) * 1e3
         timings["postprocess"] = ((t1 - t0) + (t3 - t2)) * 1e3
@@ -185,8 +283,9 @@ def build_segmenter(config: Config | None = None, checkpoint: str | None = None,
     model = OnlineVIS(model_cfg)
     base_dir = Path(config.source_path).parent if config.source_path else None
     vocab = resolve_vocabulary(config.vocabulary, base_dir)
+    absent: list[str] = []
     if data is not None:
-        load_weights(model, data, where=f"checkpoint {path}")
+        absent = load_weights(model, data, where=f"checkpoint {path}")
         ckpt_vocab = checkpoint_vocabulary(data, f"checkpoint {path}")
         encoder_id = ckpt_vocab.encoder_id
         if vocab is None:
@@ -198,6 +297,7 @@ def build_segmenter(config: Config | None = None, checkpoint: str | None = None,
         encoder_id = vocab.encoder_id if vocab is not None else encoder_id_for_spec(config.vocabulary.encoder)
     model.eval().to(device)
     segmenter = OnlineSegmenter(model, config, encoder_id, vocab, device)
+    segmenter.targets_trained = not any(k.startswith("target_encoder.") for k in absent)
     if vocab is not None:
         segmenter._check(vocab)
     return segmenter

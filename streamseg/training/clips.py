@@ -19,6 +19,7 @@ from streamseg.training.datasets import Clip, YtvisClipDataset
 from streamseg.training.loop import ClipBatch
 from streamseg.training.losses import FrameTargets
 from streamseg.training.sampler import MultiDatasetSampler, default_ratios
+from streamseg.training.target_clips import sample_target_prompts
 from streamseg.training.unified_classes import taxonomy_of
 
 
@@ -43,6 +44,7 @@ class DatasetClips:
         loaded = {f"{i}:{f.parent.name}/{f.stem}": load_ytvis(f) for i, f in enumerate(files)}
         self.taxonomy = taxonomy_of(loaded, cfg.train.alias_file)
         self.names = list(self.taxonomy.names)
+        self.train_cfg = cfg.train
         short, crop = crop_size(cfg)
         augment = ClipAugment(short_side=short, scale_range=(cfg.train.scale_min, cfg.train.scale_max),
                               flip_prob=cfg.train.flip_prob, crop=crop)
@@ -76,7 +78,12 @@ class DatasetClips:
             local = int(index - self.sampler.offsets[d])
             clips.append(self.datasets[d].sample_clip(local, rng, num_frames=clip_frames))
             masks.append(self.class_masks[d])
-        return clips_to_batch(clips, torch.stack(masks))
+        batch_out = clips_to_batch(clips, torch.stack(masks))
+        t = self.train_cfg
+        # multi-task sampling: a share of the steps are target clips (VOS/PET prompts from the GT)
+        if t.target_ratio > 0 and rng.random() < t.target_ratio:
+            batch_out.targets_sample = sample_target_prompts(clips, rng, t.max_train_targets, t.target_prompts)
+        return batch_out
 
 
 def clips_to_batch(clips: Sequence[Clip], class_mask: torch.Tensor | None = None) -> ClipBatch:

@@ -30,6 +30,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="stop after M minutes of training (checkpoints are written as at the end)")
     p.add_argument("--resume", default=None, metavar="CKPT",
                    help="continue from a checkpoint written by train (step_*.pt or last.pt)")
+    p.add_argument("--init", default=None, metavar="CKPT",
+                   help="start from the weights of CKPT that fit the model (name and shape), e.g. a VIS "
+                   "model gaining the target encoder; the optimiser starts fresh at step 0")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads per process (1 is fastest on a busy machine)")
@@ -61,7 +64,7 @@ def _train(args: argparse.Namespace) -> int:
         config_path=args.config, overrides=args.set, data=args.data, ratios=_parse_ratios(args.ratios),
         out=args.out, steps=args.steps, resume=args.resume, device=args.device,
         progress=not args.no_progress, threads=args.threads,
-        max_minutes=args.max_minutes,
+        max_minutes=args.max_minutes, init=args.init,
     )
     if result is not None:
         first = f"{result.first_loss:.4f}" if result.first_loss is not None else "-"

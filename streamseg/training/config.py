@@ -52,6 +52,15 @@ class TrainConfig:
     num_points: int = 12544
     oversample_ratio: float = 3.0
     importance_sample_ratio: float = 0.75
+    # Targets (TarViS multi-task): this fraction of steps are target clips: on a random frame of
+    # each clip, up to max_train_targets objects are prompted from the ground truth (a kind drawn
+    # from target_prompts: its mask, its box, or one point inside it) and tracked to the clip's end,
+    # with BCE + dice mask losses (times target_weight) on each prompted object; the VIS losses
+    # apply to every clip. 0 = VIS only (the target encoder is not trained).
+    target_ratio: float = 0.0
+    target_weight: float = 1.0
+    max_train_targets: int = 3
+    target_prompts: list[str] = field(default_factory=lambda: ["mask", "box", "point"])
 
     def validate(self) -> None:
         require(self.lr > 0, "lr must be > 0")
@@ -83,3 +92,8 @@ class TrainConfig:
         require(self.num_points >= 16, "num_points must be >= 16")
         require(self.oversample_ratio >= 1, "oversample_ratio must be >= 1")
         require(0 <= self.importance_sample_ratio <= 1, "importance_sample_ratio must be in [0, 1]")
+        require(0 <= self.target_ratio <= 1, "target_ratio must be in [0, 1]")
+        require(self.target_weight >= 0, "target_weight must be >= 0")
+        require(self.max_train_targets >= 1, "max_train_targets must be >= 1")
+        require(bool(self.target_prompts) and all(k in ("mask", "box", "point") for k in self.target_prompts),
+                "target_prompts must be a non-empty list of mask, box, point")

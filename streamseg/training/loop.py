@@ -32,7 +32,7 @@ from streamseg.training.schedule import build_optimizer, build_scheduler
 
 TRAIN_STATE_FORMAT = "streamseg-train-state"
 TRAIN_STATE_VERSION = 1
-LOSS_KEYS = ("total", "cls", "mask", "dice", "taxo", "tcm")
+LOSS_KEYS = ("total", "cls", "mask", "dice", "taxo", "tcm", "target")
 
 
 @dataclass
@@ -42,6 +42,7 @@ class ClipBatch:
     images: torch.Tensor  # (T, B, 3, H, W) or (T, B, H, W, 3) uint8 RGB
     targets: list[list[FrameTargets]]  # [t][b]; labels index the unified vocabulary
     class_mask: torch.Tensor | None = None  # (B, K) bool: classes annotated in each clip's dataset
+    targets_sample: Any = None  # training.target_clips.TargetSample on target clips, else None
 
 
 class ClipProvider(Protocol):
@@ -113,9 +114,19 @@ class Trainer:
         images = batch.images.to(self.info.device, non_blocking=True)
         class_mask = batch.class_mask.to(self.info.device) if batch.class_mask is not None else None
         amp = torch.autocast("cuda", dtype=torch.float16) if self.use_amp else nullcontext()
+        sample = batch.targets_sample
+        prompts, prompt_frame = None, 0
+        if sample is not None:
+            h, w = images.shape[-2:] if images.shape[2] == 3 else images.shape[2:4]
+            in_h, in_w = self.model.input_size(int(h), int(w))
+            prompts = [[p.to_input(int(h), int(w), in_h, in_w) for p in row] for row in sample.prompts]
+            prompt_frame = sample.prompt_frame
         with amp:
-            outputs = self.ddp(images, self.text_emb)
+            outputs = self.ddp(images, self.text_emb, prompts, prompt_frame)
         terms = self.criterion(outputs, batch.targets, class_mask=class_mask)
+        terms["target"] = (self._target_loss(outputs, sample) if sample is not None
+                           else terms["total"].new_zeros(()))
+        terms["total"] = terms["total"] + terms["target"]
         loss = terms["total"]
         self.optimizer.zero_grad(set_to_none=True)
         if not torch.isfinite(loss) and self.scaler is None:  # (fp16 overflows are the scaler's job)
@@ -137,6 +148,26 @@ class Trainer:
         values = {k: float(terms[k].detach()) for k in LOSS_KEYS}
         values["grad_norm"] = grad_norm
         return values
+
+    def _target_loss(self, outputs: list, sample: Any) -> torch.Tensor:
+        """BCE + dice (Mask2Former's point-sampled mask losses) of each prompted object's target
+        query against its ground truth, every decoder layer, frames from the prompt frame on."""
+        from streamseg.training.losses import mask_losses
+
+        w = self.criterion.weights
+        total = outputs[0].pred_masks.new_zeros(())
+        frames = 0
+        for t in range(sample.prompt_frame, len(outputs)):
+            out = outputs[t]
+            gt = sample.masks[t].to(out.pred_masks.device)  # (B, k, H, W)
+            b, k = gt.shape[:2]
+            tgt = gt.reshape(b * k, *gt.shape[2:])
+            layers = out.target_aux or [out.target_masks]
+            for pred in layers:
+                bce, dice = mask_losses(pred.reshape(b * k, *pred.shape[2:]), tgt, float(b * k), w)
+                total = total + w.mask * bce + w.dice * dice
+            frames += 1
+        return self.tcfg.target_weight * total / max(frames, 1)
 
     def _clip_gradients(self) -> float:
         params = [p for p in self.model.parameters() if p.grad is not None]

@@ -21,6 +21,7 @@ def run_training(
     progress: bool = True,
     threads: int | None = None,
     max_minutes: float | None = None,
+    init: str | None = None,
 ) -> TrainResult | None:
     """Train as the CLI asks; returns the result on rank 0 (None on the other ranks)."""
     import torch
@@ -48,6 +49,10 @@ def run_training(
     if ratios is None and cfg.train.ratios:
         ratios = list(cfg.train.ratios)
     out_dir = Path(out) if out else Path("runs") / Path(config_path).stem
+    if init is not None and resume is not None:
+        raise ConfigError("--init and --resume exclude each other")
+    if init is not None and not Path(init).is_file():
+        raise ConfigError(f"--init checkpoint not found: {init}")
     if resume is not None and not Path(resume).is_file():
         raise ConfigError(f"--resume checkpoint not found: {resume}")
 
@@ -67,6 +72,13 @@ def run_training(
             print(f"train: unified taxonomy ({len(provider.names)}): {', '.join(provider.names)}; "
                   f"{info.world_size} process(es) on {info.device}; output {out_dir}", file=sys.stderr)
         trainer = Trainer(cfg, provider, vocabulary, out_dir, info, progress=progress)
+        if init is not None:
+            from streamseg.predictor.checkpoint import load_checkpoint, load_matching_weights
+
+            loaded, total = load_matching_weights(trainer.model, load_checkpoint(init))
+            if info.is_main:
+                print(f"train: initialised {loaded}/{total} tensors from {init} (the rest stay new)",
+                      file=sys.stderr)
         if resume is not None:
             trainer.resume(resume)
             if info.is_main:

@@ -67,6 +67,7 @@ def message_record(message: Message, now_ns: int | None = None) -> dict[str, Any
                     "box_xyxy": [round(v, 2) for v in inst.box_xyxy],
                     "mask_box": list(inst.mask_box),
                     "area": inst.area,
+                    **({"target": True} if inst.target else {}),
                 }
                 for inst in message.instances
             ],

@@ -26,6 +26,7 @@ class SegInstance:
     counts: bytes  # COCO compressed RLE counts of the crop (column-major)
     frame_height: int
     frame_width: int
+    target: bool = False  # a prompted target (label = its name, class_id -1); absent on the wire = False
     _runs: np.ndarray | None = field(default=None, repr=False, compare=False)  # checked run lengths
     _mask: np.ndarray | None = field(default=None, repr=False, compare=False)  # decoded full-frame mask
 

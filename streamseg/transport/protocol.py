@@ -70,6 +70,8 @@ def encode_seg(stream: str, seq: int, epoch: int, frame: Frame, tracks: Tracks, 
             "mask_part": MASK_PART_OFFSET + i,
             "mask_box": [x, y, w, h],
         })
+        if getattr(inst, "target", False):
+            instances[-1]["target"] = True  # additive v1 field: a prompted target, not a class
     header = {
         "v": PROTOCOL_VERSION,
         "stream": stream,
@@ -157,6 +159,14 @@ def _get(mapping: Mapping[str, Any], key: str, types: type | tuple[type, ...], w
     return value
 
 
+def _flag(mapping: Mapping[str, Any], key: str, where: str) -> bool:
+    """An optional boolean field (absent = False)."""
+    value = mapping.get(key, False)
+    if not isinstance(value, bool):
+        raise ProtocolError(f"{where} field {key!r} must be bool, got {type(value).__name__}")
+    return value
+
+
 def _number(mapping: Mapping[str, Any], key: str, where: str) -> float:
     value = float(_get(mapping, key, (int, float), where))
     if not math.isfinite(value):
@@ -221,6 +231,7 @@ def _decode_instance(item: Any, index: int, parts: Sequence[bytes], width: int, 
         counts=bytes(parts[part]),
         frame_height=height,
         frame_width=width,
+        target=_flag(item, "target", where),
     )
 
 
