@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from streamseg.errors import ProtocolError
 from streamseg.transport.commands import message_record
 from streamseg.transport.limits import ProtocolLimits
-from streamseg.transport.messages import SegMessage, StatusMessage
+from streamseg.transport.messages import SegMessage
 from streamseg.transport.protocol import decode, encode_seg, encode_status
 from streamseg.transport.publisher import Publisher
 from streamseg.transport.subscriber import Subscriber
