@@ -1,7 +1,8 @@
 """GroundTruthSegmenter — a TEST DOUBLE, not a model.
 
 It replays the ground truth that the synthetic scene attaches to each frame (``Frame.truth``) as if
-a perfect segmenter and tracker had produced it: track id = the scene's instance id, score 1.0.
+a perfect segmenter and tracker of the current vocabulary had produced it: track id = the
+scene's instance id, score 1.0, only the instances whose class is in the vocabulary.
 It exists so the engine, transport, examples and benchmarks can be exercised and measured end to
 end without a trained model (and so the engine's own overhead can be isolated from inference).
 It only works on sources that carry ground truth (``synthetic://``).
@@ -33,11 +34,12 @@ class GroundTruthSegmenter:
         if frame.truth is None:
             raise SourceError("the ground-truth segmenter needs a synthetic:// source "
                               "(this source's frames carry no ground truth)")
-        names = state.vocabulary.names
+        index = {name: i for i, name in enumerate(state.vocabulary.names)}
         instances = []
         for truth in frame.truth:
-            label = names[truth.class_id] if 0 <= truth.class_id < len(names) else truth.label
-            inst = Instance.from_mask(int(truth.instance_id), int(truth.class_id), label, 1.0, truth.mask)
+            if truth.label not in index:
+                continue  # a perfect segmenter of this vocabulary: other classes are not found
+            inst = Instance.from_mask(int(truth.instance_id), index[truth.label], truth.label, 1.0, truth.mask)
             if inst is not None:
                 instances.append(inst)
         state.steps += 1

@@ -23,7 +23,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         description="Connect to streamseg publishers and print one line per message "
         "(seg, status, eos). Exits 0 after --count seg messages or, with --until-eos, when every "
         "stream seen has ended; exits 1 with a one-line error when --timeout passes with no message "
-        "before that.",
+        "before that. A malformed message is skipped with a one-line warning on stderr (counted in "
+        "the closing 'skipped N malformed message(s)' line); it never stops the subscriber.",
     )
     p.add_argument("addresses", nargs="+", metavar="ADDR", help="publisher address, e.g. tcp://127.0.0.1:5555")
     p.add_argument("--count", type=int, default=None, metavar="N", help="stop after N seg messages")
@@ -107,6 +108,22 @@ def message_line(message: Message, now_ns: int | None = None) -> str:
     return f"eos {message.stream} epoch={message.epoch} seq={message.seq} reason={message.reason}"
 
 
+_WARN_FIRST = 10  # malformed messages warned about one by one; after that every 100th
+
+
+def _receive(receive: Any, subscriber: Any) -> Message | None:
+    """One message, or None; a malformed one is reported on stderr and skipped (returns None)."""
+    from streamseg.errors import ProtocolError
+
+    try:
+        return receive(_POLL_MS)
+    except ProtocolError as exc:
+        n = subscriber.malformed
+        if n <= _WARN_FIRST or n % 100 == 0:
+            print(f"streamseg: warning: skipped malformed message #{n}: {exc}", file=sys.stderr, flush=True)
+        return None
+
+
 def run_subscribe(args: argparse.Namespace) -> int:
     from streamseg.transport.subscriber import DEFAULT_TOPICS, Subscriber
 
@@ -123,31 +140,42 @@ def run_subscribe(args: argparse.Namespace) -> int:
     patience = f"up to {args.timeout:g} s of silence" if args.timeout else "no timeout"
     print(f"streamseg subscribe: waiting for {what} from {', '.join(args.addresses)} "
           f"(topics: {', '.join(topics)}; {patience}; Ctrl-C to stop)", file=sys.stderr, flush=True)
+    with Subscriber(args.addresses, topics=topics, curve=args.curve) as subscriber:
+        try:
+            return _subscribe_loop(args, subscriber)
+        except BrokenPipeError:  # e.g. piped into `head`
+            sys.stderr.close()
+            return 0
+        finally:
+            if subscriber.malformed and not sys.stderr.closed:
+                print(f"streamseg: skipped {subscriber.malformed} malformed message(s)", file=sys.stderr, flush=True)
+
+
+def _subscribe_loop(args: argparse.Namespace, subscriber: Any) -> int:
     seg_count = 0
     streams: set[str] = set()
     last_arrival = time.monotonic()
-    with Subscriber(args.addresses, topics=topics, curve=args.curve) as subscriber:
-        receive = subscriber.recv_latest if args.latest else subscriber.recv
-        try:
-            while True:
-                message = receive(_POLL_MS)
-                if message is None:
-                    if args.timeout is not None and time.monotonic() - last_arrival >= args.timeout:
-                        return _timed_out(args, subscriber.received, seg_count)
-                    continue
-                last_arrival = time.monotonic()
-                now_ns = time.time_ns()
-                text = json.dumps(message_record(message, now_ns)) if args.json else message_line(message, now_ns)
-                print(text, flush=True)
-                streams.add(message.stream)
-                if isinstance(message, SegMessage):
-                    seg_count += 1
-                    if args.count is not None and seg_count >= args.count:
-                        return 0
-                if args.until_eos and streams and streams <= subscriber.ended:
-                    return 0
-        except BrokenPipeError:  # e.g. piped into `head`
-            sys.stderr.close()
+    receive = subscriber.recv_latest if args.latest else subscriber.recv
+    while True:
+        n_bad = subscriber.malformed
+        message = _receive(receive, subscriber)
+        if subscriber.malformed != n_bad:
+            last_arrival = time.monotonic()  # something did arrive, just not a valid message
+            continue
+        if message is None:
+            if args.timeout is not None and time.monotonic() - last_arrival >= args.timeout:
+                return _timed_out(args, subscriber.received, seg_count)
+            continue
+        last_arrival = time.monotonic()
+        now_ns = time.time_ns()
+        text = json.dumps(message_record(message, now_ns)) if args.json else message_line(message, now_ns)
+        print(text, flush=True)
+        streams.add(message.stream)
+        if isinstance(message, SegMessage):
+            seg_count += 1
+            if args.count is not None and seg_count >= args.count:
+                return 0
+        if args.until_eos and streams and streams <= subscriber.ended:
             return 0
 
 

@@ -20,6 +20,7 @@ import msgpack
 from streamseg.errors import ProtocolError
 from streamseg.interface import Frame, Tracks, Vocabulary
 from streamseg.transport import rle
+from streamseg.transport.limits import DEFAULT_LIMITS, INT64_MAX, ProtocolLimits
 from streamseg.transport.messages import EosMessage, Message, SegInstance, SegMessage, StatusMessage
 
 PROTOCOL_VERSION = 1
@@ -167,10 +168,21 @@ def _flag(mapping: Mapping[str, Any], key: str, where: str) -> bool:
     return value
 
 
-def _number(mapping: Mapping[str, Any], key: str, where: str) -> float:
+def _number(mapping: Mapping[str, Any], key: str, where: str, low: float = -math.inf,
+            high: float = math.inf) -> float:
     value = float(_get(mapping, key, (int, float), where))
     if not math.isfinite(value):
         raise ProtocolError(f"{where} field {key!r} must be finite")
+    if not low <= value <= high:
+        raise ProtocolError(f"{where} field {key!r} = {value:g} is outside [{low:g}, {high:g}]")
+    return value
+
+
+def _int(mapping: Mapping[str, Any], key: str, where: str, low: int = 0, high: int = INT64_MAX) -> int:
+    """An integer field within [low, high] (default: a non-negative int64)."""
+    value = _get(mapping, key, int, where)
+    if not low <= value <= high:
+        raise ProtocolError(f"{where} field {key!r} = {value} is outside [{low}, {high}]")
     return value
 
 
@@ -185,10 +197,14 @@ def _split_topic(part: bytes) -> tuple[str, str]:
     return kind, stream
 
 
-def decode_header(parts: Sequence[bytes]) -> tuple[str, str, dict[str, Any]]:
+def decode_header(parts: Sequence[bytes], limits: ProtocolLimits = DEFAULT_LIMITS) -> tuple[str, str, dict[str, Any]]:
     """(kind, stream, header) after checking the topic, msgpack framing, version and stream."""
     if len(parts) < 2:
         raise ProtocolError(f"message has {len(parts)} part(s); protocol v1 needs topic and header")
+    if len(parts) > MASK_PART_OFFSET + limits.max_instances:
+        raise ProtocolError(f"message has {len(parts)} parts, more than {limits.max_instances} instances allow")
+    if len(parts[0]) > 1024 or len(parts[1]) > limits.max_part_bytes:
+        raise ProtocolError(f"topic or header larger than the limit ({limits.max_part_bytes} bytes)")
     kind, stream = _split_topic(parts[0])
     try:
         header = msgpack.unpackb(bytes(parts[1]), raw=False, strict_map_key=True)
@@ -197,7 +213,7 @@ def decode_header(parts: Sequence[bytes]) -> tuple[str, str, dict[str, Any]]:
     if not isinstance(header, dict):
         raise ProtocolError(f"{kind}/{stream}: header is a msgpack {type(header).__name__}, not a map")
     version = header.get("v")
-    if version != PROTOCOL_VERSION:
+    if type(version) is not int or version != PROTOCOL_VERSION:  # not true, not 1.0
         raise ProtocolError(f"{kind}/{stream}: protocol version {version!r} is not supported (this reader speaks v1)")
     if header.get("stream") != stream:
         raise ProtocolError(f"{kind}/{stream}: header stream {header.get('stream')!r} does not match the topic")
@@ -205,7 +221,7 @@ def decode_header(parts: Sequence[bytes]) -> tuple[str, str, dict[str, Any]]:
 
 
 def _decode_instance(item: Any, index: int, parts: Sequence[bytes], width: int, height: int,
-                     where: str) -> SegInstance:
+                     names: list[str], where: str, limits: ProtocolLimits) -> SegInstance:
     where = f"{where} instance {index}"
     if not isinstance(item, dict):
         raise ProtocolError(f"{where} is not a map")
@@ -213,6 +229,8 @@ def _decode_instance(item: Any, index: int, parts: Sequence[bytes], width: int, 
     mask_box = _get(item, "mask_box", list, where)
     if len(box) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
         raise ProtocolError(f"{where} box_xyxy must be 4 numbers")
+    if not all(math.isfinite(v) for v in box):
+        raise ProtocolError(f"{where} box_xyxy must be finite")
     if len(mask_box) != 4 or not all(isinstance(v, int) and not isinstance(v, bool) for v in mask_box):
         raise ProtocolError(f"{where} mask_box must be 4 integers [x, y, w, h]")
     x, y, w, h = mask_box
@@ -221,49 +239,69 @@ def _decode_instance(item: Any, index: int, parts: Sequence[bytes], width: int, 
     part = _get(item, "mask_part", int, where)
     if not MASK_PART_OFFSET <= part < len(parts):
         raise ProtocolError(f"{where} mask_part {part} is not a part of this {len(parts)}-part message")
+    if len(parts[part]) > limits.max_part_bytes:
+        raise ProtocolError(f"{where} mask part is larger than the limit ({limits.max_part_bytes} bytes)")
+    if len(parts[part]) > 8 * (w * h + 1):  # a valid string has at most w*h+1 runs of <= 7 chars
+        raise ProtocolError(f"{where} mask part is longer than any RLE of a {w}x{h} box")
+    target = _flag(item, "target", where)
+    if target:  # a prompted target: class_id -1, its label is the name the user gave
+        class_id = _int(item, "class_id", where, -1, -1)
+    else:
+        class_id = _int(item, "class_id", where, 0, len(names) - 1) if names else _int(item, "class_id", where)
+    label = _get(item, "label", str, where)
+    if names and not target and label != names[class_id]:
+        raise ProtocolError(f"{where} label {label[:40]!r} is not vocab name {class_id} ({names[class_id][:40]!r})")
     return SegInstance(
-        id=_get(item, "id", int, where),
-        class_id=_get(item, "class_id", int, where),
-        label=_get(item, "label", str, where),
-        score=_number(item, "score", where),
+        id=_int(item, "id", where),
+        class_id=class_id,
+        label=label,
+        score=_number(item, "score", where, 0.0, 1.0),
         box_xyxy=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
         mask_box=(x, y, w, h),
         counts=bytes(parts[part]),
         frame_height=height,
         frame_width=width,
-        target=_flag(item, "target", where),
+        target=target,
     )
 
 
-def _decode_seg(stream: str, header: dict[str, Any], parts: Sequence[bytes]) -> SegMessage:
+def _decode_seg(stream: str, header: dict[str, Any], parts: Sequence[bytes], limits: ProtocolLimits) -> SegMessage:
     where = f"seg/{stream}"
     width = _get(header, "width", int, where)
     height = _get(header, "height", int, where)
     if width <= 0 or height <= 0:
         raise ProtocolError(f"{where}: frame size {width}x{height} must be positive")
+    if width > limits.max_side or height > limits.max_side or width * height > limits.max_pixels:
+        raise ProtocolError(f"{where}: frame size {width}x{height} exceeds the limit "
+                            f"({limits.max_side} px a side, {limits.max_pixels} px in all)")
     vocab = _get(header, "vocab", dict, where)
     names = _get(vocab, "names", list, f"{where} vocab")
-    if not all(isinstance(n, str) for n in names):
-        raise ProtocolError(f"{where} vocab names must be strings")
+    if len(names) > limits.max_names or not all(isinstance(n, str) for n in names):
+        raise ProtocolError(f"{where} vocab names must be at most {limits.max_names} strings")
     items = _get(header, "instances", list, where)
     if len(parts) != MASK_PART_OFFSET + len(items):
         raise ProtocolError(f"{where}: {len(items)} instance(s) but {len(parts) - MASK_PART_OFFSET} mask part(s)")
     pts = header.get("pts")
-    if pts is not None and (isinstance(pts, bool) or not isinstance(pts, (int, float))):
-        raise ProtocolError(f"{where} field 'pts' must be a number or nil")
+    if pts is not None and (isinstance(pts, bool) or not isinstance(pts, (int, float)) or not math.isfinite(pts)):
+        raise ProtocolError(f"{where} field 'pts' must be a finite number or nil")
+    instances = [_decode_instance(item, i, parts, width, height, names, where, limits)
+                 for i, item in enumerate(items)]
+    used = [inst_item["mask_part"] for inst_item in items]
+    if len(set(used)) != len(used):
+        raise ProtocolError(f"{where}: two instances share one mask part")
     return SegMessage(
         stream=stream,
-        epoch=_get(header, "epoch", int, where),
-        seq=_get(header, "seq", int, where),
-        frame_index=_get(header, "frame_index", int, where),
+        epoch=_int(header, "epoch", where),
+        seq=_int(header, "seq", where),
+        frame_index=_int(header, "frame_index", where),
         pts=None if pts is None else float(pts),
-        t_capture_ns=_get(header, "t_capture_ns", int, where),
-        t_publish_ns=_get(header, "t_publish_ns", int, where),
+        t_capture_ns=_int(header, "t_capture_ns", where),
+        t_publish_ns=_int(header, "t_publish_ns", where),
         width=width,
         height=height,
         vocab_id=_get(vocab, "id", str, f"{where} vocab"),
         vocab_names=list(names),
-        instances=[_decode_instance(item, i, parts, width, height, where) for i, item in enumerate(items)],
+        instances=instances,
     )
 
 
@@ -276,20 +314,22 @@ def _decode_status(stream: str, header: dict[str, Any]) -> StatusMessage:
     for stage, entry in _get(header, "latency_ms", dict, where).items():
         if not isinstance(entry, dict):
             raise ProtocolError(f"{where} latency_ms[{stage!r}] is not a map")
+        if not isinstance(stage, str) or len(latency) >= 256:
+            raise ProtocolError(f"{where} latency_ms must map at most 256 stage names to maps")
         latency[stage] = {"p50": _number(entry, "p50", f"{where} latency_ms[{stage!r}]"),
                           "p95": _number(entry, "p95", f"{where} latency_ms[{stage!r}]")}
     return StatusMessage(
         stream=stream,
-        epoch=_get(header, "epoch", int, where),
-        t_publish_ns=_get(header, "t_publish_ns", int, where),
+        epoch=_int(header, "epoch", where),
+        t_publish_ns=_int(header, "t_publish_ns", where),
         state=state,
-        fps_in=_number(header, "fps_in", where),
-        fps_out=_number(header, "fps_out", where),
-        dropped=_get(header, "dropped", int, where),
+        fps_in=_number(header, "fps_in", where, 0.0),
+        fps_out=_number(header, "fps_out", where, 0.0),
+        dropped=_int(header, "dropped", where),
         latency_ms=latency,
-        wire_dropped=_get(header, "wire_dropped", int, where) if "wire_dropped" in header else 0,
-        frames_in=_get(header, "frames_in", int, where) if "frames_in" in header else None,
-        frames_out=_get(header, "frames_out", int, where) if "frames_out" in header else None,
+        wire_dropped=_int(header, "wire_dropped", where) if "wire_dropped" in header else 0,
+        frames_in=_int(header, "frames_in", where) if "frames_in" in header else None,
+        frames_out=_int(header, "frames_out", where) if "frames_out" in header else None,
         error=_get(header, "error", str, where) if "error" in header else None,
     )
 
@@ -298,22 +338,23 @@ def _decode_eos(stream: str, header: dict[str, Any]) -> EosMessage:
     where = f"eos/{stream}"
     return EosMessage(
         stream=stream,
-        epoch=_get(header, "epoch", int, where),
-        seq=_get(header, "seq", int, where),
+        epoch=_int(header, "epoch", where),
+        seq=_int(header, "seq", where, low=-1),
         reason=_get(header, "reason", str, where),
-        t_publish_ns=_get(header, "t_publish_ns", int, where),
+        t_publish_ns=_int(header, "t_publish_ns", where),
     )
 
 
-def decode(parts: Sequence[bytes], check_masks: bool = True) -> Message:
+def decode(parts: Sequence[bytes], check_masks: bool = True, limits: ProtocolLimits = DEFAULT_LIMITS) -> Message:
     """[topic, header, masks…] -> SegMessage | StatusMessage | EosMessage, or ProtocolError.
 
     check_masks=False defers the RLE checks to the first access of an instance's mask or area
-    (Subscriber.recv_latest uses it for messages it may skip).
+    (Subscriber.recv_latest uses it for messages it may skip). `limits` bound the frame size,
+    mask boxes, part sizes and instance count, checked before anything is allocated.
     """
-    kind, stream, header = decode_header(parts)
+    kind, stream, header = decode_header(parts, limits)
     if kind == SEG:
-        message = _decode_seg(stream, header, parts)
+        message = _decode_seg(stream, header, parts, limits)
         if check_masks:
             message.validate_masks()
         return message

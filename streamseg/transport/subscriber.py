@@ -13,6 +13,7 @@ from typing import Any
 import zmq
 
 from streamseg.errors import ConfigError, ProtocolError
+from streamseg.transport.limits import DEFAULT_LIMITS, ProtocolLimits
 from streamseg.transport.messages import EosMessage, Message, SegMessage, StatusMessage
 from streamseg.transport.protocol import decode
 
@@ -25,10 +26,13 @@ class Subscriber:
 
     A prefix matches by bytes: "seg/cam1" also matches "seg/cam10". Stream ids are assumed unique
     across the publishers a subscriber listens to. Not thread-safe (one consumer thread).
+    `limits` bound what a message may make it allocate; ZeroMQ itself refuses any part larger
+    than limits.max_part_bytes (ZMQ_MAXMSGSIZE: the offending peer's connection is dropped).
     """
 
     def __init__(self, addresses: str | Sequence[str], topics: Sequence[str] = DEFAULT_TOPICS,
-                 rcvhwm: int = 1000, context: zmq.Context | None = None, curve: Any = None) -> None:
+                 rcvhwm: int = 1000, context: zmq.Context | None = None, curve: Any = None,
+                 limits: ProtocolLimits = DEFAULT_LIMITS) -> None:
         """``curve``: a CURVE key folder (client.key_secret + server.key) or a CurveClient."""
         self.addresses = [addresses] if isinstance(addresses, str) else list(addresses)
         if not self.addresses:
@@ -37,6 +41,8 @@ class Subscriber:
         self._socket = self._context.socket(zmq.SUB)
         self._socket.setsockopt(zmq.RCVHWM, rcvhwm)
         self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, limits.max_part_bytes)
+        self.limits = limits
         for prefix in topics:
             self._socket.setsockopt(zmq.SUBSCRIBE, prefix.encode())
         if curve is not None:
@@ -77,7 +83,7 @@ class Subscriber:
         except zmq.Again:
             return None
         try:
-            message = decode(parts, check_masks=check_masks)
+            message = decode(parts, check_masks=check_masks, limits=self.limits)
         except ProtocolError as exc:
             self.malformed += 1
             return exc
@@ -91,10 +97,10 @@ class Subscriber:
             self.ended.discard(stream)
             last = self.last_seq.get(stream)
             if last is not None:
-                if message.seq > last:
+                if last < message.seq <= last + 1 + self.limits.max_seq_gap:
                     message.seq_gap = message.seq - last - 1
                     self.gaps += message.seq_gap
-                else:
+                else:  # backwards, or a jump no real loss explains: a new publisher run
                     self.restarts += 1
                 if message.epoch != self.epoch[stream]:
                     message.epoch_changed = True
@@ -105,7 +111,8 @@ class Subscriber:
             last = self.last_seq.pop(stream, None)
             self.epoch.pop(stream, None)
             if last is not None:  # without a seg message we cannot tell loss from joining late
-                message.seq_gap = max(message.seq - last, 0)
+                gap = message.seq - last
+                message.seq_gap = gap if 0 <= gap <= self.limits.max_seq_gap else 0
                 self.gaps += message.seq_gap
             self.ended.add(stream)
 
@@ -135,7 +142,10 @@ class Subscriber:
         Older seg messages of the same stream are skipped (counted in message.skipped, their
         seq_gap and epoch_changed carried over). With several streams, the newest of each is kept
         and returned by the next calls; status messages are likewise kept newest per stream; EOS
-        is never skipped. Waits up to timeout_ms when nothing is queued; None if nothing came.
+        is never skipped. A newer message takes its predecessor's place in the queue, so each
+        topic keeps its turn: a consumer slower than the status rate still gets every other call's
+        newest seg, instead of a status every time. Waits up to timeout_ms when nothing is
+        queued; None if nothing came.
         """
         self._drain()
         if not self._pending:
@@ -156,13 +166,13 @@ class Subscriber:
         if isinstance(item, (SegMessage, StatusMessage)):
             for i, old in enumerate(self._pending):
                 if type(old) is type(item) and old.stream == item.stream:
-                    del self._pending[i]
                     if isinstance(item, SegMessage):
                         item.seq_gap += old.seq_gap
                         item.skipped += old.skipped + 1
                         item.epoch_changed = item.epoch_changed or old.epoch_changed
                         self.skipped += 1
-                    break
+                    self._pending[i] = item  # its place in the queue: the topic keeps its turn
+                    return
         self._pending.append(item)
 
     def _pop(self) -> Message:
