@@ -175,3 +175,36 @@ def test_joint_batches_carry_unified_labels_and_each_datasets_class_mask(tmp_pat
     again = clips.sample(np.random.default_rng([0, 0, 3]), 2, 2)  # a step's batch is reproducible
     first = clips.sample(np.random.default_rng([0, 0, 3]), 2, 2)
     assert torch.equal(again.images, first.images)
+
+
+def test_sigint_finishes_the_step_and_saves_a_resumable_checkpoint(synth: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "streamseg", "train", "--config", TINY, "--data", str(synth),
+                             "--out", str(out), "--steps", "100000", *FAST], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = out / "train_log.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (log.is_file() and len(log.read_text().splitlines()) >= 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "interrupted at step" in err
+    from streamseg.predictor.checkpoint import load_checkpoint
+
+    step = load_checkpoint(out / "last.pt")["train_state"]["step"]
+    assert 2 <= step < 100000
+    records = _log(log)
+    assert records[-1]["event"] == "end" and records[-1]["rank_steps"] == [step]
+    assert (out / "losses.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the run's plots
+    # and the run resumes from it
+    assert cli_main(["train", "--config", TINY, "--data", str(synth), "--out", str(tmp_path / "more"),
+                     "--steps", str(step + 1), "--resume", str(out / "last.pt"), *FAST]) == 0
+    assert [r["step"] for r in _log(tmp_path / "more" / "train_log.jsonl") if "event" not in r] == [step + 1]

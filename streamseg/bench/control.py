@@ -11,11 +11,12 @@ import json
 import tempfile
 import threading
 import time
+from typing import Any, Sequence
 
 import numpy as np
 
 
-def _pct(values: list[float]) -> dict[str, float]:
+def _pct(values: Sequence[float]) -> dict[str, float]:
     arr = np.asarray(values)
     return {"p50": round(float(np.percentile(arr, 50)), 3), "p95": round(float(np.percentile(arr, 95)), 3)}
 
@@ -26,6 +27,7 @@ def bench_control(requests: int = 300, swaps: int = 10, width: int = 640, height
     from streamseg.control.server import ControlServer
     from streamseg.engine.build import build_engine, vocabulary_maker
     from streamseg.transport import Publisher, Subscriber
+    from streamseg.transport.messages import SegMessage
 
     cfg = Config()
     pub = Publisher("tcp://127.0.0.1:*", send_hwm=100000, linger_ms=0)
@@ -57,6 +59,8 @@ def bench_control(requests: int = 300, swaps: int = 10, width: int = 640, height
                 msg = sub.recv(timeout_ms=5000)
                 if msg is None:
                     break
+                if not isinstance(msg, SegMessage):
+                    continue
                 if first_seq is None:
                     first_seq = msg.seq
                 if msg.vocab_id == reply["vocab_id"]:
@@ -96,7 +100,7 @@ def bench_curve(messages: int = 300, width: int = 1280, height: int = 720, insta
     vocab = Vocabulary(names=list(SYNTHETIC_CLASSES))
     seg = GroundTruthSegmenter()
     tracks = seg.step(seg.init_state(vocab), frame)
-    out = {"instances": len(tracks.instances), "width": width, "height": height}
+    out: dict[str, Any] = {"instances": len(tracks.instances), "width": width, "height": height}
     with tempfile.TemporaryDirectory() as keys:
         generate_keys(keys)
         curve = CurveServer(keys)

@@ -112,7 +112,8 @@ def _measure_targets(seg, vocab, size: tuple[int, int], counts: list[int], n: in
     width, height = size
     frames = _frames(width, height, min(n, _PRERENDER))
     seg.targets_trained = True  # a speed figure: untrained target weights cost the same
-    states, per = {}, {}
+    states: dict[int, Any] = {}
+    per: dict[int, list[float]] = {}
     for c in counts:
         state = seg.init_state(vocab)
         for k in range(c):  # boxes spread over the frame (the prompt kind does not change the cost)

@@ -22,7 +22,9 @@ class Controller:
         if curve is not None:  # a key folder or a CurveClient
             from streamseg.transport.curve import curve_client
 
-            curve_client(curve).make_client(self._socket)
+            client = curve_client(curve)
+            if client is not None:
+                client.make_client(self._socket)
         self._socket.connect(address)
         self._ids = itertools.count(1)
 

@@ -122,6 +122,7 @@ def _recorder_factory(config: Config) -> Callable[[StreamSpec], Any]:
         from streamseg.engine.overlay import OverlayRecorder
 
         fps = e.record_fps or float(getattr(spec.source, "fps", None) or 30.0)
+        assert spec.record_path is not None, "recorder asked for a stream without --record"
         return OverlayRecorder(spec.record_path, fps=fps, codec=e.record_codec, alpha=e.mask_alpha,
                                queue_size=e.record_queue)
 

@@ -144,7 +144,7 @@ def _eval_targets(args: argparse.Namespace) -> int:
         if not args.json:
             print(f"\rvideo {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
-    scores = evaluate_targets(segmenter, gt, image_root_for(gt.path), args.prompt, vocabulary,
+    scores = evaluate_targets(segmenter, gt, image_root_for(gt.path or resolve_annotations(args.data)), args.prompt, vocabulary,
                               args.max_videos, progress=progress)
     summary = {"prompt": args.prompt, **scores.summary()}
     if args.json:

@@ -11,6 +11,7 @@ Statistics per object (DAVIS's db_statistics): mean, recall (share of frames > 0
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from scipy.ndimage import binary_dilation
@@ -79,6 +80,7 @@ def statistics(values: np.ndarray) -> dict[str, float]:
     v = np.asarray(values, dtype=np.float64)
     ids = (np.round(np.linspace(1, len(v), N_BINS + 1) + 1e-10) - 1).astype(int)
     bins = [v[ids[i] : ids[i + 1] + 1] for i in range(N_BINS)]
-    return {"mean": float(v.mean()), "recall": float((v > 0.5).mean()),
+    out: dict[str, Any] = {"mean": float(v.mean()), "recall": float((v > 0.5).mean()),
             "decay": float(bins[0].mean() - bins[-1].mean()),
             "bins": [float(b.mean()) for b in bins]}
+    return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from scipy.ndimage import distance_transform_edt
@@ -70,7 +70,7 @@ def evaluate_targets(segmenter, gt: YtvisDataset, image_root: str | Path, kind: 
     videos = gt.videos[:max_videos] if max_videos else gt.videos
     for n, video in enumerate(videos):
         anns = [a for a in gt.annotations_of(video.id) if not a.iscrowd]
-        first = {a.id: next((t for t, s in enumerate(a.segmentations) if s is not None and decode_rle(s).any()), None)
+        first: dict[int, Any] = {a.id: next((t for t, s in enumerate(a.segmentations) if s is not None and decode_rle(s).any()), None)
                  for a in anns}
         anns = [a for a in anns if first[a.id] is not None and first[a.id] < video.length - 1]
         state = segmenter.init_state(vocabulary)
@@ -78,7 +78,7 @@ def evaluate_targets(segmenter, gt: YtvisDataset, image_root: str | Path, kind: 
         per_obj: dict[int, tuple[list[float], list[float]]] = {a.id: ([], []) for a in anns}
         for t, rel in enumerate(video.file_names):
             image = read_rgb(Path(image_root) / rel)
-            gts = {a.id: (decode_rle(a.segmentations[t]) if a.segmentations[t] is not None
+            gts = {a.id: (decode_rle(a.segmentations[t]) if a.segmentations[t] is not None  # type: ignore[arg-type]
                           else np.zeros((video.height, video.width), bool)) for a in anns}
             for a in anns:
                 if first[a.id] == t:  # prompt on the first visible frame: applies to this frame

@@ -142,7 +142,7 @@ class TrackLifecycle:
         order = np.flatnonzero(visible)
         order = order[np.argsort(track_id[order], kind="stable")]  # oldest (lowest ID) first
         for slot in order:
-            if _best_overlap(flat, slot, kept, self.cfg.duplicate_iou) is not None:
+            if _best_overlap(flat, int(slot), kept, self.cfg.duplicate_iou) is not None:
                 merged[slot] = True
             else:
                 kept[slot] = True

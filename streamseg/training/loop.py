@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ import torch.distributed as dist
 from streamseg.errors import CheckpointError
 from streamseg.interface import Vocabulary
 from streamseg.training.distributed import DistInfo, all_reduce_mean, barrier, wrap_ddp
+from streamseg.training.interrupt import StopRequest
 from streamseg.training.losses import FrameTargets, LossWeights, VideoCriterion
 from streamseg.training.matcher import MatchCosts
 from streamseg.training.schedule import build_optimizer, build_scheduler
@@ -195,13 +197,16 @@ class Trainer:
         window: list[dict[str, float]] = []
         t_start = time.perf_counter()
         t_last = t_start
+        stop = StopRequest()
         try:
+            stop.__enter__()
             while self.step < total_steps:
                 batch = self.provider.sample(step_rng(t.seed, self.info.rank, self.step), t.batch, t.clip_frames)
                 values = self.train_step(batch)
                 window.append(values)
                 bar.update(1)
-                time_up = max_seconds is not None and self._time_is_up(time.perf_counter() - t_start, max_seconds)
+                time_up = (max_seconds is not None and self._time_is_up(time.perf_counter() - t_start, max_seconds)) \
+                    or stop.requested
                 if self.step % t.log_every == 0 or self.step == total_steps or self.step == start_step + 1 or time_up:
                     mean = {k: float(np.mean([v[k] for v in window])) for k in window[0]}
                     mean = all_reduce_mean(mean, self.info)
@@ -224,7 +229,11 @@ class Trainer:
                 if time_up:
                     break
         finally:
+            stop.__exit__()
             bar.close()
+        if stop.requested and self.info.is_main:
+            print(f"train: interrupted at step {self.step}; resumable checkpoint {self.out / 'last.pt'}",
+                  file=sys.stderr, flush=True)
         self.save(self.out / "last.pt", with_state=True)
         final = self.out / "model.pt"
         self.save(final, with_state=False)
@@ -233,6 +242,9 @@ class Trainer:
         if self.info.is_main:
             with open(log_path, "a") as fh:
                 fh.write(json.dumps(summary) + "\n")
+            from streamseg.training.plots import write_plots
+
+            write_plots(log_path, self.out, LOSS_KEYS)
         return TrainResult(self.step, final, log_path, seconds, first_loss, last_loss,
                            bool(summary["ranks_in_sync"]))
 

@@ -41,7 +41,7 @@ def build_imported(cfg: ModelConfig, mapped: dict[str, torch.Tensor]) -> tuple[A
     unexpected = [k for k in mapped if k not in own]
     shapes = [f"{k} {list(v.shape)} vs {list(own[k].shape)}" for k, v in mapped.items()
               if k in own and v.shape != own[k].shape]
-    optional = ("memory_reader.", "tcm.", "decoder.tim.")
+    optional = ("memory_reader.", "tcm.", "decoder.tim.", "target_encoder.")  # streamseg-only modules
     missing = [k for k in own if k not in mapped and not k.startswith(optional)
                and not k.endswith("relative_position_index")]
     for what, items in (("unexpected", unexpected), ("shape mismatches", shapes), ("missing", missing)):
