@@ -9,9 +9,17 @@ from streamseg.training.sampler import MultiDatasetSampler
 from streamseg.training.unified_classes import build_taxonomy, load_aliases, normalise_name
 
 
-def test_default_ratios_hold_statistically():
+def test_default_ratios_are_named_by_dataset_not_by_order():
+    from streamseg.training.sampler import default_ratios
+
+    assert default_ratios(["data/ytvis2019/train.json", "data/UVO_v1/train.json", "data/OVIS/train.json"]) \
+        == (1.0, 1.0, 0.75)
+    assert default_ratios(["data/OVIS/train.json", "data/youtube-vis-2021", "mine/"]) == (0.75, 1.0, 1.0)
+
+
+def test_ratios_hold_statistically():
     sizes = [50, 30, 20]
-    s = MultiDatasetSampler(sizes, num_samples=20000, seed=3, rank=0, world_size=1)
+    s = MultiDatasetSampler(sizes, ratios=(1.0, 1.0, 0.75), num_samples=20000, seed=3, rank=0, world_size=1)
     counts = np.bincount([s.dataset_of(i) for i in s], minlength=3)
     expected = 20000 * np.array([1.0, 1.0, 0.75]) / 2.75
     chi2 = float((((counts - expected) ** 2) / expected).sum())
@@ -19,7 +27,7 @@ def test_default_ratios_hold_statistically():
 
 
 def test_draw_follows_the_ratios():
-    s = MultiDatasetSampler([50, 30, 20], rank=0, world_size=1)
+    s = MultiDatasetSampler([50, 30, 20], ratios=(1.0, 1.0, 0.75), rank=0, world_size=1)
     idx = s.draw(np.random.default_rng(4), 20000)
     counts = np.bincount([s.dataset_of(i) for i in idx], minlength=3)
     expected = 20000 * np.array([1.0, 1.0, 0.75]) / 2.75

@@ -57,7 +57,7 @@ class DatasetClips:
         for ds in self.datasets:
             if len(ds) == 0:
                 raise ConfigError(f"dataset {ds.name} has no videos")
-        self.ratios = tuple(ratios) if ratios else default_ratios(len(self.datasets))
+        self.ratios = tuple(ratios) if ratios else default_ratios([str(f) for f in files])
         self.sampler = MultiDatasetSampler([len(d) for d in self.datasets], self.ratios, seed=cfg.train.seed,
                                            rank=0, world_size=1)
         self.class_masks = []

@@ -1,7 +1,8 @@
 """Joint training on several datasets: draw each sample's dataset by fixed ratios, shard over ranks.
 
-Without ratios, a large dataset would drown a small one; TMT-VIS trains YouTube-VIS 2019 : 2021 :
-OVIS at 1 : 1 : 0.75, the default for three datasets here. Every rank computes the same global
+Without ratios, a large dataset would drown a small one. TMT-VIS (Table 5) samples
+YouTube-VIS : UVO : OVIS at 1 : 1 : 0.75; the default ratio of a dataset follows from its family
+(``dataset_family``: ovis 0.75, every other family 1), so it does not depend on the order of --data. Every rank computes the same global
 sequence from (seed, epoch) and takes its own stride of it, so ranks never see the same sample in
 an epoch and need no communication.
 """
@@ -14,11 +15,24 @@ import torch
 
 from streamseg.errors import ConfigError
 
-PAPER_RATIOS_3 = (1.0, 1.0, 0.75)
+PAPER_RATIOS = {"ytvis": 1.0, "uvo": 1.0, "ovis": 0.75}  # TMT-VIS Table 5, by dataset
 
 
-def default_ratios(n: int) -> tuple[float, ...]:
-    return PAPER_RATIOS_3 if n == 3 else (1.0,) * n
+def dataset_family(name: str) -> str | None:
+    """The benchmark a dataset's name or path points to (``ovis``, ``uvo``, ``ytvis``), if any."""
+    low = name.lower().replace("-", "").replace("_", "")
+    if "ovis" in low:
+        return "ovis"
+    if "uvo" in low:
+        return "uvo"
+    if "ytvis" in low or "youtubevis" in low or "youtube" in low:
+        return "ytvis"
+    return None
+
+
+def default_ratios(names: Sequence[str]) -> tuple[float, ...]:
+    """Per dataset, the paper's ratio of its family (1 for a dataset of no known family)."""
+    return tuple(PAPER_RATIOS.get(dataset_family(n) or "", 1.0) for n in names)
 
 
 def _dist_rank_world() -> tuple[int, int]:
@@ -46,7 +60,7 @@ class MultiDatasetSampler(torch.utils.data.Sampler[int]):
     ):
         if not sizes or any(s < 1 for s in sizes):
             raise ConfigError("every dataset of the sampler needs at least one item")
-        ratios = tuple(default_ratios(len(sizes)) if ratios is None else ratios)
+        ratios = tuple((1.0,) * len(sizes) if ratios is None else ratios)
         if len(ratios) != len(sizes) or any(r < 0 for r in ratios) or sum(ratios) <= 0:
             raise ConfigError(f"dataset ratios must be {len(sizes)} non-negative numbers, not all zero")
         if rank is None or world_size is None:
