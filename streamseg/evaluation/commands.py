@@ -19,10 +19,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", help="weights (default: the config's checkpoint; with neither, untrained weights)")
     p.add_argument("--data", required=True, metavar="DIR|JSON",
                    help="an annotation JSON, or a dataset folder holding valid.json; frames in JPEGImages/ beside it")
-    p.add_argument("--max-videos", type=int, metavar="N", help="evaluate the first N videos only")
     p.add_argument("--results", metavar="OUT.json", help="also write the result tubes (benchmark format)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    _add_run_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.set_defaults(func=_eval)
 
@@ -40,10 +38,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--checkpoint", help="weights (default: the config's checkpoint)")
     t.add_argument("--data", required=True, metavar="DIR|JSON", help="annotation JSON or folder holding valid.json")
     t.add_argument("--prompt", choices=("mask", "point", "box"), default="mask", help="prompt kind (default mask)")
-    t.add_argument("--max-videos", type=int, metavar="N", help="evaluate the first N videos only")
     t.add_argument("--no-vocabulary", action="store_true", help="targets only (an empty vocabulary)")
-    t.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    _add_run_options(t)
     t.add_argument("--json", action="store_true", help="the last line is one JSON object with J, F, J&F")
     t.set_defaults(func=_eval_targets)
 
@@ -114,6 +110,13 @@ def _eval(args: argparse.Namespace) -> int:
         if run.component_ms:
             print("  " + ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(run.component_ms.items())))
     return 0
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options `eval` and `eval-targets` share: how many videos, where, which overrides."""
+    p.add_argument("--max-videos", type=int, metavar="N", help="evaluate the first N videos only")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
 
 
 def _eval_targets(args: argparse.Namespace) -> int:
