@@ -82,3 +82,17 @@ def test_cli_bad_config_value_is_one_line_error(tmp_path):
     lines = [line for line in proc.stderr.strip().splitlines() if line]
     assert lines[-1].startswith("streamseg: error: config: engine.send_hwm must be >= 1")
     assert len(lines) == 1
+
+
+def test_device_specs_resolve_or_fail_in_one_line():
+    import torch
+
+    from streamseg.predictor.device import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ConfigError, match="expected auto, cpu, cuda or cuda:N"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA device"):
+            resolve_device("cuda:0")

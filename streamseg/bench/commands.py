@@ -25,6 +25,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override one config field, e.g. --set model.input_short_side=360 (repeatable)")
     p.add_argument("--soak", type=int, default=0, help="also run N frames and report RSS after 1000 and N")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads (default: the config's model.threads; 0 = one per core)")
     p.add_argument("--targets", default=None, metavar="N1,N2,...",

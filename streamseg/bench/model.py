@@ -35,7 +35,9 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--frames must be >= 1")
     if args.soak < 0:
         raise ConfigError("--soak must be >= 0")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    from streamseg.predictor.device import resolve_device
+
+    device = resolve_device(getattr(args, "device", None))
     overrides = [f"model.threads={args.threads}"] if args.threads is not None else []
     overrides += list(getattr(args, "set", None) or [])
     from streamseg.predictor.checkpoint import self_contained_config

@@ -6,6 +6,8 @@ import dataclasses
 import json
 import sys
 
+from streamseg.predictor.device import DEVICE_HELP, resolve_device
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -89,7 +91,7 @@ def _eval(args: argparse.Namespace) -> int:
     names = [c.name for c in gt.categories]
     vc = config.vocabulary
     vocabulary = build_vocabulary(names, vc.encoder, vc.templates, use_cache=vc.cache)
-    segmenter = build_segmenter(config, args.checkpoint, device=args.device)
+    segmenter = build_segmenter(config, args.checkpoint, device=resolve_device(args.device))
 
     def progress(done: int, total: int) -> None:
         if not args.json:
@@ -115,7 +117,7 @@ def _eval(args: argparse.Namespace) -> int:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     """The options `eval` and `eval-targets` share: how many videos, where, which overrides."""
     p.add_argument("--max-videos", type=int, metavar="N", help="evaluate the first N videos only")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
 
 
@@ -136,7 +138,7 @@ def _eval_targets(args: argparse.Namespace) -> int:
     needed = max((len(gt.annotations_of(v.id)) for v in gt.videos), default=1)
     if needed > config.model.max_targets:
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, max_targets=needed))
-    segmenter = build_segmenter(config, args.checkpoint, device=args.device)
+    segmenter = build_segmenter(config, args.checkpoint, device=resolve_device(args.device))
     if args.no_vocabulary:
         vocabulary = segmenter.empty_vocabulary()
     else:
