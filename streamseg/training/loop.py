@@ -242,9 +242,9 @@ class Trainer:
         if self.info.is_main:
             with open(log_path, "a") as fh:
                 fh.write(json.dumps(summary) + "\n")
-            from streamseg.training.plots import write_plots
+            from streamseg.training.plots import plot_run
 
-            write_plots(log_path, self.out, LOSS_KEYS)
+            plot_run(log_path, self.out, LOSS_KEYS)
         return TrainResult(self.step, final, log_path, seconds, first_loss, last_loss,
                            bool(summary["ranks_in_sync"]))
 

@@ -1,8 +1,14 @@
 """PNG plots of a training run (matplotlib, headless): each loss term per step, held-out AP per
-evaluation when the log has any. Written next to the log so a run folder explains itself."""
+evaluation when the log has any. Written next to the log so a run folder explains itself.
+
+``plot_run`` draws in a child process: matplotlib's font library aborts the whole interpreter
+when imported into a process that has already loaded PyAV's and GStreamer's native libraries
+(seen here: SIGABRT in ft2font), and a plot must never cost a training run its checkpoints."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 
@@ -57,3 +63,22 @@ def write_plots(log_path: str | Path, out_dir: str | Path, terms: tuple[str, ...
         fig.savefig(written[-1], dpi=80)
         plt.close(fig)
     return written
+
+
+def plot_run(log_path: str | Path, out_dir: str | Path, terms: tuple[str, ...]) -> bool:
+    """write_plots in a child process; False (and a one-line notice) if it failed."""
+    cmd = [sys.executable, "-m", "streamseg.training.plots", str(log_path), str(out_dir), ",".join(terms)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        print(f"train: no plots ({exc})", file=sys.stderr)
+        return False
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["exit code %d" % proc.returncode])[-1]
+        print(f"train: no plots ({last})", file=sys.stderr)
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    write_plots(sys.argv[1], sys.argv[2], tuple(sys.argv[3].split(",")))
