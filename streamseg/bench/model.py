@@ -37,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--soak must be >= 0")
     from streamseg.predictor.device import resolve_device
 
-    device = resolve_device(getattr(args, "device", None))
+    device = str(resolve_device(getattr(args, "device", None)))
     overrides = [f"model.threads={args.threads}"] if args.threads is not None else []
     overrides += list(getattr(args, "set", None) or [])
     from streamseg.predictor.checkpoint import self_contained_config
