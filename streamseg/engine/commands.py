@@ -62,6 +62,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (frames in/out, drops, "
                    "reconnects, stage latency histograms) and /healthz")
     p.add_argument("--record", default=None, metavar="OUT.mp4", help="write an overlay MP4 (masks, ids, labels, scores)")
+    p.add_argument("--save-json", default=None, metavar="FILE",
+                   help="write YouTube-VIS results (one video per stream; what `streamseg eval-json` reads), "
+                   "each track's tube written when it ends or at the stream's end")
+    p.add_argument("--save-rle", default=None, metavar="FILE",
+                   help="write a JSON-lines log of every instance of every frame (stream, frame_index, id, "
+                   "label, score, box_xyxy, mask_box, COCO RLE counts of the crop), flushed every frame")
     p.add_argument("--max-frames", type=int, default=None, metavar="N",
                    help="end each stream after N processed frames")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")

@@ -34,6 +34,9 @@ def run_command(args: argparse.Namespace) -> int:
                           max_frames=args.max_frames, duration_s=args.duration,
                           on_status=_status_printer() if show_line else None,
                           on_stream_error=_print_stream_error, curve=curve)
+    tee = _results_tee(args, engine.publisher)
+    if tee is not None:
+        engine.publisher = tee
     metrics_server = None
     if args.metrics is not None:
         from streamseg.engine.metrics import EngineMetrics, MetricsServer
@@ -73,6 +76,8 @@ def run_command(args: argparse.Namespace) -> int:
         if metrics_server is not None:
             metrics_server.close()
         engine.close()
+        if tee is not None:
+            tee.close_writers()
         if curve is not None:
             curve.close()
     if show_line:
@@ -99,8 +104,25 @@ def _apply_flags(cfg: Config, args: argparse.Namespace) -> None:
         raise ConfigError("--duration must be > 0")
     if args.record and Path(args.record).suffix.lower() not in (".mp4", ".mov", ".mkv"):
         raise ConfigError(f"--record {args.record}: the file name must end in .mp4 (or .mov/.mkv)")
+    for flag, path in (("--save-json", args.save_json), ("--save-rle", args.save_rle)):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise ConfigError(f"{flag} {path}: folder {Path(path).resolve().parent} does not exist")
     if args.record and not Path(args.record).resolve().parent.is_dir():
         raise ConfigError(f"--record {args.record}: folder {Path(args.record).resolve().parent} does not exist")
+
+
+def _results_tee(args: argparse.Namespace, publisher):
+    """--save-json / --save-rle: writers fed by a tee in front of the publisher (results_writers.py)."""
+    if not (args.save_json or args.save_rle):
+        return None
+    from streamseg.engine.results_writers import ResultsTee, RleLogWriter, YtvisWriter
+
+    writers = []
+    if args.save_json:
+        writers.append(YtvisWriter(args.save_json))
+    if args.save_rle:
+        writers.append(RleLogWriter(args.save_rle))
+    return ResultsTee(publisher, writers)
 
 
 def _print_stream_error(stream: str, message: str) -> None:
