@@ -19,7 +19,7 @@ from streamseg.interface import Segmenter, Vocabulary
 
 def build_engine(config: Config, sources: Sequence[str], *, stream_ids: Sequence[str] | None = None,
                  segmenter: Segmenter | str = "model", checkpoint: str | None = None,
-                 vocabulary: Vocabulary | str | None = None, record: str | None = None,
+                 vocabulary: Vocabulary | str | Sequence[str] | None = None, record: str | None = None,
                  publisher: Any = None, curve: Any = None, max_frames: int | None = None, duration_s: float | None = None,
                  on_status: Callable[[list[StreamStatus]], None] | None = None,
                  on_stream_error: Callable[[str, str], None] | None = None) -> Engine:
@@ -28,7 +28,8 @@ def build_engine(config: Config, sources: Sequence[str], *, stream_ids: Sequence
 
     ``segmenter``: "model" (``build_segmenter(config, checkpoint)``), "ground-truth" (the test
     double for synthetic:// sources), or any object implementing the Segmenter protocol.
-    ``vocabulary``: a Vocabulary, a vocabulary file path, or None (the segmenter's default).
+    ``vocabulary``: a Vocabulary, a vocabulary file path, a list of class names (embedded with the
+    text encoder the segmenter's checkpoint expects), or None (the segmenter's default).
     ``record``: overlay MP4 path; with several streams stream <id> goes to <stem>-<id><suffix>.
     ``curve``: a CurveServer making the publisher a CURVE server.
     The engine owns the publisher it made: ``engine.close()`` closes it after ``run()``.
@@ -91,11 +92,15 @@ def record_paths_for(record: str | None, stream_ids: Sequence[str]) -> dict[str,
 
 
 def _segmenter_and_vocabulary(config: Config, segmenter: Segmenter | str, checkpoint: str | None,
-                              vocabulary: Vocabulary | str | None) -> tuple[Segmenter, Vocabulary]:
+                              vocabulary: Vocabulary | str | Sequence[str] | None) -> tuple[Segmenter, Vocabulary]:
     if isinstance(vocabulary, str):
         from streamseg.vocab.files import load_vocabulary
 
         vocabulary = load_vocabulary(vocabulary)
+    if isinstance(vocabulary, Sequence) and not isinstance(vocabulary, str):
+        names = list(vocabulary)
+        seg, _ = _segmenter_and_vocabulary(config, segmenter, checkpoint, Vocabulary(names=names))
+        return seg, vocabulary_maker(config, seg)(names)
     if segmenter == "ground-truth":
         from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES
         from streamseg.engine.ground_truth import GroundTruthSegmenter

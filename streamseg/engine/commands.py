@@ -80,6 +80,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vocab", default=None, metavar="FILE",
                    help="vocabulary file from `streamseg vocab build` (model segmenter; default: the "
                    "config's vocabulary section, else the checkpoint's)")
+    p.add_argument("--names", default=None, metavar="A,B,...",
+                   help="the vocabulary as a comma list, e.g. --names person,car (embedded with the text "
+                   "encoder the checkpoint was trained with; instead of --vocab / vocabulary.names)")
     p.add_argument("--checkpoint", default=None, metavar="FILE",
                    help="model weights (default: the config's checkpoint)")
     p.add_argument("--quiet", action="store_true", help="no start-up line, live status line or summary (errors are still printed)")

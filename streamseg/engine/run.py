@@ -30,7 +30,7 @@ def run_command(args: argparse.Namespace) -> int:
 
         curve = CurveServer(args.curve)
     engine = build_engine(cfg, args.source, stream_ids=args.stream_id, segmenter=args.segmenter,
-                          checkpoint=args.checkpoint, vocabulary=args.vocab, record=args.record,
+                          checkpoint=args.checkpoint, vocabulary=_names(args) or args.vocab, record=args.record,
                           max_frames=args.max_frames, duration_s=args.duration,
                           on_status=_status_printer() if show_line else None,
                           on_stream_error=_print_stream_error, curve=curve)
@@ -109,6 +109,20 @@ def _apply_flags(cfg: Config, args: argparse.Namespace) -> None:
             raise ConfigError(f"{flag} {path}: folder {Path(path).resolve().parent} does not exist")
     if args.record and not Path(args.record).resolve().parent.is_dir():
         raise ConfigError(f"--record {args.record}: folder {Path(args.record).resolve().parent} does not exist")
+
+
+def _names(args: argparse.Namespace) -> list[str] | None:
+    """--names person,car -> ["person", "car"] (None without the flag)."""
+    if args.names is None:
+        return None
+    if args.vocab:
+        raise ConfigError("give --names or --vocab, not both")
+    names = [n.strip() for n in args.names.split(",") if n.strip()]
+    if not names:
+        raise ConfigError("--names needs at least one class name, e.g. --names person,car")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--names has a name twice: {args.names}")
+    return names
 
 
 def _results_tee(args: argparse.Namespace, publisher):
