@@ -47,7 +47,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="video source URI (repeat for several streams)")
     p.add_argument("--stream-id", action="append", default=None, metavar="NAME",
                    help="name of the stream for the --source at the same position (repeat; default 0, 1, ...)")
-    p.add_argument("--config", default=None, metavar="FILE", help="YAML config (default: built-in defaults)")
+    p.add_argument("--config", default=None, metavar="NAME|FILE",
+                   help="YAML config, a file or a shipped config's name (default: cpu-mobilenet, the shipped "
+                   "CPU model; with --checkpoint of an imported model: the config it carries)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override one config field, e.g. --set engine.status_hz=2 (repeatable)")
     p.add_argument("--publish", default=None, metavar="ADDR",
@@ -85,6 +87,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "encoder the checkpoint was trained with; instead of --vocab / vocabulary.names)")
     p.add_argument("--checkpoint", default=None, metavar="FILE",
                    help="model weights (default: the config's checkpoint)")
+    p.add_argument("--untrained", action="store_true",
+                   help="allow a model with no checkpoint (random weights; it finds nothing useful), e.g. "
+                   "with --config tiny-test for plumbing tests")
     p.add_argument("--quiet", action="store_true", help="no start-up line, live status line or summary (errors are still printed)")
     p.set_defaults(func=_run)
 

@@ -17,12 +17,17 @@ from streamseg.errors import ConfigError
 
 
 def run_command(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.set)
+    from streamseg.predictor.model_choice import check_trained, config_name
+
+    cfg = None
     if args.config is None and args.checkpoint:  # an imported checkpoint carries its config
         from streamseg.predictor.checkpoint import self_contained_config
 
-        cfg = self_contained_config(args.checkpoint, args.set) or cfg
+        cfg = self_contained_config(args.checkpoint, args.set)
+    cfg = cfg or load_config(config_name(args.config), args.set)
     _apply_flags(cfg, args)
+    if args.segmenter == "model":
+        check_trained(cfg, args.checkpoint, args.untrained, config_name(args.config))
     show_line = not args.quiet and sys.stderr.isatty()
     curve = None
     if args.curve:
