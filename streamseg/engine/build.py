@@ -97,8 +97,8 @@ def _segmenter_and_vocabulary(config: Config, segmenter: Segmenter | str, checkp
         from streamseg.vocab.files import load_vocabulary
 
         vocabulary = load_vocabulary(vocabulary)
-    if isinstance(vocabulary, Sequence) and not isinstance(vocabulary, str):
-        names = list(vocabulary)
+    elif vocabulary is not None and not isinstance(vocabulary, Vocabulary):  # class names
+        names = [str(n) for n in vocabulary]
         seg, _ = _segmenter_and_vocabulary(config, segmenter, checkpoint, Vocabulary(names=names))
         return seg, vocabulary_maker(config, seg)(names)
     if segmenter == "ground-truth":
