@@ -39,6 +39,7 @@ def run_command(args: argparse.Namespace) -> int:
                           max_frames=args.max_frames, duration_s=args.duration,
                           on_status=_status_printer() if show_line else None,
                           on_stream_error=_print_stream_error, curve=curve)
+    _note_other_classes(engine)
     tee = _results_tee(args, engine.publisher)
     if tee is not None:
         engine.publisher = tee
@@ -114,6 +115,16 @@ def _apply_flags(cfg: Config, args: argparse.Namespace) -> None:
             raise ConfigError(f"{flag} {path}: folder {Path(path).resolve().parent} does not exist")
     if args.record and not Path(args.record).resolve().parent.is_dir():
         raise ConfigError(f"--record {args.record}: folder {Path(args.record).resolve().parent} does not exist")
+
+
+def _note_other_classes(engine) -> None:
+    """One line when the vocabulary shares no name with the classes the checkpoint was trained on."""
+    trained = getattr(engine.segmenter, "trained_names", None)
+    if not trained or set(trained) & set(engine.vocabulary.names):
+        return
+    few = ", ".join(trained[:5]) + (", ..." if len(trained) > 5 else "")
+    print(f"streamseg: note: the model was trained on other classes ({few}); "
+          f"{', '.join(engine.vocabulary.names[:5])} rely on its text embeddings alone", file=sys.stderr, flush=True)
 
 
 def _names(args: argparse.Namespace) -> list[str] | None:
