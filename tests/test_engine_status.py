@@ -48,7 +48,7 @@ def test_status_message_round_trips_through_protocol_v1():
     failed = StreamStatus(**{**s.__dict__, "state": "error", "error": "boom"})
     assert decode(encode_status("cam", failed.to_message())).state == "ended"
     line = terminal_line([s])
-    assert line.startswith("[cam] reco  12.5 fps  lat p50") and line.endswith("drop 60")
+    assert line.startswith("[cam] reco  12.5 fps  lat p50") and line.endswith("drop 60  0 inst")
 
 
 def test_ground_truth_segmenter_replays_the_scene():

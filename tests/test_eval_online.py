@@ -126,7 +126,7 @@ def test_eval_command_runs_the_model_online(synth, tmp_path):
     # The untrained tiny model: its figures are whatever they are, but `eval` must report the
     # frames it ran and figures identical to scoring its own results file with eval-json.
     res = tmp_path / "res.json"
-    proc = _cli("eval", "--config", "configs/tiny-test.yaml", "--data", str(synth), "--json", "--results", str(res))
+    proc = _cli("eval", "--config", "configs/tiny-test.yaml", "--untrained", "--data", str(synth), "--json", "--results", str(res))
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["videos"] == 2 and out["frames"] == 10 and out["ms_per_frame"] > 0

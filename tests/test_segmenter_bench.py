@@ -12,7 +12,7 @@ def test_bench_model_json_report(tmp_path, capsys):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(TINY_CONFIG.read_text() + "\nvocabulary:\n  file: v.pt\n")
     code = main(["bench", "model", "--config", str(cfg), "--frames", "2", "--sizes", "96x64",
-                 "--soak", "3", "--json"])
+                 "--soak", "3", "--json", "--untrained"])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert list(report["sizes"]) == ["96x64"]

@@ -17,7 +17,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_engine)
 
     p = which.add_parser("model", help="segmenter frames/s, per-component ms, memory")
-    p.add_argument("--config", default="configs/cpu-mobilenet.yaml")
+    p.add_argument("--config", default=None, metavar="NAME|FILE",
+                   help="model config, a file or a shipped config's name (default: cpu-mobilenet)")
+    p.add_argument("--untrained", action="store_true",
+                   help="allow a config with no checkpoint (random weights: the speed is real, the output is not)")
     p.add_argument("--frames", type=int, default=30)
     p.add_argument("--sizes", default="640x360,1280x720", help="comma-separated WxH source sizes")
     p.add_argument("--checkpoint", default=None, metavar="FILE",

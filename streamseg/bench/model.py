@@ -43,14 +43,17 @@ def main(args: argparse.Namespace) -> int:
     from streamseg.predictor.checkpoint import self_contained_config
 
     checkpoint = getattr(args, "checkpoint", None)
-    cfg = self_contained_config(checkpoint, overrides) or load_config(args.config, overrides)
+    from streamseg.predictor.model_choice import check_trained, config_name
+
+    cfg = self_contained_config(checkpoint, overrides) or load_config(config_name(args.config), overrides)
+    check_trained(cfg, checkpoint, bool(getattr(args, "untrained", False)), config_name(args.config))
     t0 = time.perf_counter()
     seg = build_segmenter(cfg, checkpoint, device=device)
     vocab = seg.vocabulary or build_vocabulary(list(SYNTHETIC_CLASSES), cfg.vocabulary.encoder,
                                                cfg.vocabulary.templates)
     build_s = time.perf_counter() - t0
     report: dict[str, Any] = {
-        "config": checkpoint or args.config, "device": device, "torch_threads": torch.get_num_threads(),
+        "config": checkpoint or config_name(args.config), "device": device, "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(), "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
         "build_s": round(build_s, 2), "vocabulary": {"names": len(vocab.names), "encoder": vocab.encoder_id},
         "params_m": _params(seg.model), "sizes": {},

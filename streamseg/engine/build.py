@@ -18,8 +18,8 @@ from streamseg.interface import Segmenter, Vocabulary
 
 
 def build_engine(config: Config, sources: Sequence[str], *, stream_ids: Sequence[str] | None = None,
-                 segmenter: Segmenter | str = "model", checkpoint: str | None = None,
-                 vocabulary: Vocabulary | str | None = None, record: str | None = None,
+                 segmenter: Segmenter | str = "model", checkpoint: str | None = None, device: str = "auto",
+                 vocabulary: Vocabulary | str | Sequence[str] | None = None, record: str | None = None,
                  publisher: Any = None, curve: Any = None, max_frames: int | None = None, duration_s: float | None = None,
                  on_status: Callable[[list[StreamStatus]], None] | None = None,
                  on_stream_error: Callable[[str, str], None] | None = None) -> Engine:
@@ -28,7 +28,8 @@ def build_engine(config: Config, sources: Sequence[str], *, stream_ids: Sequence
 
     ``segmenter``: "model" (``build_segmenter(config, checkpoint)``), "ground-truth" (the test
     double for synthetic:// sources), or any object implementing the Segmenter protocol.
-    ``vocabulary``: a Vocabulary, a vocabulary file path, or None (the segmenter's default).
+    ``vocabulary``: a Vocabulary, a vocabulary file path, a list of class names (embedded with the
+    text encoder the segmenter's checkpoint expects), or None (the segmenter's default).
     ``record``: overlay MP4 path; with several streams stream <id> goes to <stem>-<id><suffix>.
     ``curve``: a CurveServer making the publisher a CURVE server.
     The engine owns the publisher it made: ``engine.close()`` closes it after ``run()``.
@@ -43,7 +44,7 @@ def build_engine(config: Config, sources: Sequence[str], *, stream_ids: Sequence
         for sid, uri in zip(ids, sources):
             specs.append(StreamSpec(stream_id=sid, source=open_source(uri, config.source),
                                     record_path=record_paths.get(sid)))
-        seg, vocab = _segmenter_and_vocabulary(config, segmenter, checkpoint, vocabulary)
+        seg, vocab = _segmenter_and_vocabulary(config, segmenter, checkpoint, vocabulary, device)
         if publisher is None:
             from streamseg.transport.publisher import Publisher
 
@@ -91,11 +92,16 @@ def record_paths_for(record: str | None, stream_ids: Sequence[str]) -> dict[str,
 
 
 def _segmenter_and_vocabulary(config: Config, segmenter: Segmenter | str, checkpoint: str | None,
-                              vocabulary: Vocabulary | str | None) -> tuple[Segmenter, Vocabulary]:
+                              vocabulary: Vocabulary | str | Sequence[str] | None,
+                              device: str = "auto") -> tuple[Segmenter, Vocabulary]:
     if isinstance(vocabulary, str):
         from streamseg.vocab.files import load_vocabulary
 
         vocabulary = load_vocabulary(vocabulary)
+    elif vocabulary is not None and not isinstance(vocabulary, Vocabulary):  # class names
+        names = [str(n) for n in vocabulary]
+        seg, _ = _segmenter_and_vocabulary(config, segmenter, checkpoint, Vocabulary(names=names), device)
+        return seg, vocabulary_maker(config, seg)(names)
     if segmenter == "ground-truth":
         from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES
         from streamseg.engine.ground_truth import GroundTruthSegmenter
@@ -103,9 +109,10 @@ def _segmenter_and_vocabulary(config: Config, segmenter: Segmenter | str, checkp
         # A source without ground truth fails its stream at the first frame (one-line error).
         return GroundTruthSegmenter(), vocabulary or Vocabulary(names=list(SYNTHETIC_CLASSES))
     if segmenter == "model":
+        from streamseg.predictor.device import resolve_device
         from streamseg.predictor.segmenter import build_segmenter
 
-        segmenter = build_segmenter(config, checkpoint or config.checkpoint)
+        segmenter = build_segmenter(config, checkpoint or config.checkpoint, device=resolve_device(device))
     elif isinstance(segmenter, str):
         raise ConfigError(f"unknown segmenter {segmenter!r} (expected 'model' or 'ground-truth')")
     vocab = vocabulary or getattr(segmenter, "vocabulary", None)

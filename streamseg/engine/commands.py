@@ -47,7 +47,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="video source URI (repeat for several streams)")
     p.add_argument("--stream-id", action="append", default=None, metavar="NAME",
                    help="name of the stream for the --source at the same position (repeat; default 0, 1, ...)")
-    p.add_argument("--config", default=None, metavar="FILE", help="YAML config (default: built-in defaults)")
+    p.add_argument("--config", default=None, metavar="NAME|FILE",
+                   help="YAML config, a file or a shipped config's name (default: cpu-mobilenet, the shipped "
+                   "CPU model; with --checkpoint of an imported model: the config it carries)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override one config field, e.g. --set engine.status_hz=2 (repeatable)")
     p.add_argument("--publish", default=None, metavar="ADDR",
@@ -62,6 +64,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (frames in/out, drops, "
                    "reconnects, stage latency histograms) and /healthz")
     p.add_argument("--record", default=None, metavar="OUT.mp4", help="write an overlay MP4 (masks, ids, labels, scores)")
+    p.add_argument("--save-json", default=None, metavar="FILE",
+                   help="write YouTube-VIS results (one video per stream; what `streamseg eval-json` reads), "
+                   "each track's tube written when it ends or at the stream's end")
+    p.add_argument("--save-rle", default=None, metavar="FILE",
+                   help="write a JSON-lines log of every instance of every frame (stream, frame_index, id, "
+                   "label, score, box_xyxy, mask_box, COCO RLE counts of the crop), flushed every frame")
     p.add_argument("--max-frames", type=int, default=None, metavar="N",
                    help="end each stream after N processed frames")
     p.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds")
@@ -74,8 +82,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vocab", default=None, metavar="FILE",
                    help="vocabulary file from `streamseg vocab build` (model segmenter; default: the "
                    "config's vocabulary section, else the checkpoint's)")
+    p.add_argument("--names", default=None, metavar="A,B,...",
+                   help="the vocabulary as a comma list, e.g. --names person,car (embedded with the text "
+                   "encoder the checkpoint was trained with; instead of --vocab / vocabulary.names)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--checkpoint", default=None, metavar="FILE",
                    help="model weights (default: the config's checkpoint)")
+    p.add_argument("--untrained", action="store_true",
+                   help="allow a model with no checkpoint (random weights; it finds nothing useful), e.g. "
+                   "with --config tiny-test for plumbing tests")
     p.add_argument("--quiet", action="store_true", help="no start-up line, live status line or summary (errors are still printed)")
     p.set_defaults(func=_run)
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Protocol
 
 from streamseg.engine.config import EngineConfig
 from streamseg.engine.slot import LatestFrameSlot, SlotItem
-from streamseg.engine.status import StreamStatus, StreamSummary
+from streamseg.engine.status import StreamStatus, StreamSummary, top_labels
 from streamseg.engine.timings import RateMeter, StageTimings
 from streamseg.errors import StreamsegError
 from streamseg.interface import Frame, Segmenter, Tracks, Vocabulary
@@ -365,7 +365,9 @@ class Engine:
             fps_in=st.rate_in.rate(now), fps_out=st.rate_out.rate(now),
             frames_in=st.frames_in, frames_out=st.frames_out, dropped=st.slot.dropped,
             send_dropped=int(self.publisher.dropped), latency_ms=st.timings.percentiles(recent=True),
-            error=st.error)
+            error=st.error, instances=len(st.last_tracks.instances) if st.last_tracks else 0,
+            top_labels=top_labels([i.label for i in st.last_tracks.instances]) if st.last_tracks else [],
+            total_frames=getattr(st.spec.source, "total_frames", None))
 
     def statuses(self) -> list[StreamStatus]:
         now = time.monotonic()

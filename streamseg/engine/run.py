@@ -17,12 +17,17 @@ from streamseg.errors import ConfigError
 
 
 def run_command(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.set)
+    from streamseg.predictor.model_choice import check_trained, config_name
+
+    cfg = None
     if args.config is None and args.checkpoint:  # an imported checkpoint carries its config
         from streamseg.predictor.checkpoint import self_contained_config
 
-        cfg = self_contained_config(args.checkpoint, args.set) or cfg
+        cfg = self_contained_config(args.checkpoint, args.set)
+    cfg = cfg or load_config(config_name(args.config), args.set)
     _apply_flags(cfg, args)
+    if args.segmenter == "model":
+        check_trained(cfg, args.checkpoint, args.untrained, config_name(args.config))
     show_line = not args.quiet and sys.stderr.isatty()
     curve = None
     if args.curve:
@@ -30,10 +35,14 @@ def run_command(args: argparse.Namespace) -> int:
 
         curve = CurveServer(args.curve)
     engine = build_engine(cfg, args.source, stream_ids=args.stream_id, segmenter=args.segmenter,
-                          checkpoint=args.checkpoint, vocabulary=args.vocab, record=args.record,
+                          checkpoint=args.checkpoint, device=args.device, vocabulary=_names(args) or args.vocab, record=args.record,
                           max_frames=args.max_frames, duration_s=args.duration,
                           on_status=_status_printer() if show_line else None,
                           on_stream_error=_print_stream_error, curve=curve)
+    _note_other_classes(engine)
+    tee = _results_tee(args, engine.publisher)
+    if tee is not None:
+        engine.publisher = tee
     metrics_server = None
     if args.metrics is not None:
         from streamseg.engine.metrics import EngineMetrics, MetricsServer
@@ -73,6 +82,8 @@ def run_command(args: argparse.Namespace) -> int:
         if metrics_server is not None:
             metrics_server.close()
         engine.close()
+        if tee is not None:
+            tee.close_writers()
         if curve is not None:
             curve.close()
     if show_line:
@@ -99,8 +110,49 @@ def _apply_flags(cfg: Config, args: argparse.Namespace) -> None:
         raise ConfigError("--duration must be > 0")
     if args.record and Path(args.record).suffix.lower() not in (".mp4", ".mov", ".mkv"):
         raise ConfigError(f"--record {args.record}: the file name must end in .mp4 (or .mov/.mkv)")
+    for flag, path in (("--save-json", args.save_json), ("--save-rle", args.save_rle)):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise ConfigError(f"{flag} {path}: folder {Path(path).resolve().parent} does not exist")
     if args.record and not Path(args.record).resolve().parent.is_dir():
         raise ConfigError(f"--record {args.record}: folder {Path(args.record).resolve().parent} does not exist")
+
+
+def _note_other_classes(engine) -> None:
+    """One line when the vocabulary shares no name with the classes the checkpoint was trained on."""
+    trained = getattr(engine.segmenter, "trained_names", None)
+    if not trained or set(trained) & set(engine.vocabulary.names):
+        return
+    few = ", ".join(trained[:5]) + (", ..." if len(trained) > 5 else "")
+    print(f"streamseg: note: the model was trained on other classes ({few}); "
+          f"{', '.join(engine.vocabulary.names[:5])} rely on its text embeddings alone", file=sys.stderr, flush=True)
+
+
+def _names(args: argparse.Namespace) -> list[str] | None:
+    """--names person,car -> ["person", "car"] (None without the flag)."""
+    if args.names is None:
+        return None
+    if args.vocab:
+        raise ConfigError("give --names or --vocab, not both")
+    names = [n.strip() for n in args.names.split(",") if n.strip()]
+    if not names:
+        raise ConfigError("--names needs at least one class name, e.g. --names person,car")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--names has a name twice: {args.names}")
+    return names
+
+
+def _results_tee(args: argparse.Namespace, publisher):
+    """--save-json / --save-rle: writers fed by a tee in front of the publisher (results_writers.py)."""
+    if not (args.save_json or args.save_rle):
+        return None
+    from streamseg.engine.results_writers import ResultsTee, RleLogWriter, YtvisWriter
+
+    writers = []
+    if args.save_json:
+        writers.append(YtvisWriter(args.save_json))
+    if args.save_rle:
+        writers.append(RleLogWriter(args.save_rle))
+    return ResultsTee(publisher, writers)
 
 
 def _print_stream_error(stream: str, message: str) -> None:

@@ -24,6 +24,10 @@ class StreamStatus:
     send_dropped: int  # messages the publisher dropped at its high-water mark (whole engine)
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)  # stage -> {p50, p95}
     error: str | None = None
+    # For the terminal line only (not on the wire): the latest frame's instances, the source's length.
+    instances: int = 0
+    top_labels: list[tuple[str, int]] = field(default_factory=list)  # (label, count), most frequent first
+    total_frames: int | None = None
 
     def to_message(self) -> dict[str, Any]:
         """The fields protocol v1's ``encode_status`` takes (the wire knows no "error" state: a
@@ -39,14 +43,32 @@ class StreamStatus:
 
 
 def terminal_line(statuses: list[StreamStatus]) -> str:
-    """One short line for a TTY, e.g. ``[0] 29.8 fps  lat p50 12.1 ms  drop 3 | [1] ...``."""
+    """One short line for a TTY, e.g. ``[0] conn 29.8 fps  lat p50 12.1 ms  drop 3  3 inst: disk 2, ring 1
+    120/300 ETA 0:06 | [1] ...`` (n/total and ETA for sources that know their length)."""
     parts = []
     for s in statuses:
         lat = s.latency_ms.get("capture_to_publish", {}).get("p50")
         lat_text = f"{lat:6.1f} ms" if lat is not None else "     - ms"
-        parts.append(f"[{s.stream}] {s.state[:4]} {s.fps_out:5.1f} fps  lat p50 {lat_text}  "
-                     f"drop {s.dropped}")
+        text = (f"[{s.stream}] {s.state[:4]} {s.fps_out:5.1f} fps  lat p50 {lat_text}  "
+                f"drop {s.dropped}  {s.instances} inst")
+        if s.top_labels:
+            text += ": " + ", ".join(f"{label} {n}" for label, n in s.top_labels)
+        if s.total_frames:
+            text += f"  {s.frames_out}/{s.total_frames}"
+            left = max(0, s.total_frames - s.frames_out)
+            if s.fps_out > 0:
+                secs = int(round(left / s.fps_out))
+                text += f" ETA {secs // 60}:{secs % 60:02d}"
+        parts.append(text)
     return " | ".join(parts)
+
+
+def top_labels(labels: list[str], n: int = 3) -> list[tuple[str, int]]:
+    """The ``n`` most frequent labels with their counts (ties: first seen first)."""
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    return sorted(counts.items(), key=lambda kv: -kv[1])[:n]
 
 
 @dataclass

@@ -7,6 +7,7 @@ import json
 import sys
 
 from streamseg.predictor.device import DEVICE_HELP, resolve_device
+from streamseg.predictor.model_choice import UNTRAINED_HELP, check_trained, config_name
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -17,8 +18,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "a fresh stream), turns its tracks into result tubes and scores them with the YouTube-VIS metric. "
         "The vocabulary is the dataset's category names, embedded with the config's text encoder.",
     )
-    p.add_argument("--config", required=True, help="model config (YAML)")
-    p.add_argument("--checkpoint", help="weights (default: the config's checkpoint; with neither, untrained weights)")
+    p.add_argument("--config", default=None, metavar="NAME|FILE",
+                   help="model config, a file or a shipped config's name (default: cpu-mobilenet, the shipped CPU model)")
+    p.add_argument("--checkpoint", help="weights (default: the config's checkpoint)")
+    p.add_argument("--untrained", action="store_true", help=UNTRAINED_HELP)
     p.add_argument("--data", required=True, metavar="DIR|JSON",
                    help="an annotation JSON, or a dataset folder holding valid.json; frames in JPEGImages/ beside it")
     p.add_argument("--results", metavar="OUT.json", help="also write the result tubes (benchmark format)")
@@ -85,7 +88,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.max_videos is not None and args.max_videos < 1:
         raise ConfigError("--max-videos must be >= 1")
-    config = load_config(args.config, args.set)
+    config = load_config(config_name(args.config), args.set)
+    check_trained(config, args.checkpoint, args.untrained, config_name(args.config))
     gt = load_ytvis(resolve_annotations(args.data))
     image_root = image_root_for(gt.path or resolve_annotations(args.data))
     names = [c.name for c in gt.categories]

@@ -55,6 +55,7 @@ class OnlineSegmenter:
         self.device = torch.device(device)
         self.lifecycle = TrackLifecycle(config.tracker)
         self.targets_trained = True  # False: the checkpoint had no target-encoder weights
+        self.trained_names: list[str] | None = None  # the checkpoint's training classes (None: untrained)
         thr = config.tracker.mask_threshold
         self._mask_logit_thr = math.log(thr / (1.0 - thr))  # sigmoid(x) >= thr  <=>  x >= this
 
@@ -297,6 +298,8 @@ def build_segmenter(config: Config | None = None, checkpoint: str | None = None,
         encoder_id = vocab.encoder_id if vocab is not None else encoder_id_for_spec(config.vocabulary.encoder)
     model.eval().to(device)
     segmenter = OnlineSegmenter(model, config, encoder_id, vocab, device)
+    # The classes the checkpoint was trained on (run says when a vocabulary shares none of them).
+    segmenter.trained_names = list(ckpt_vocab.names) if data is not None else None
     segmenter.targets_trained = not any(k.startswith("target_encoder.") for k in absent)
     if vocab is not None:
         segmenter._check(vocab)

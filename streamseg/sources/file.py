@@ -42,6 +42,8 @@ class FileSource:
         self.fps: float | None = float(rate) if rate else None
         self.width = stream.codec_context.width
         self.height = stream.codec_context.height
+        # Frames in the file when its container says (status line: n/total, ETA); None when unknown or --loop.
+        self.total_frames: int | None = None if options.loop else (int(stream.frames or 0) or None)
         self.state = "connected"
 
     def _open(self, av):

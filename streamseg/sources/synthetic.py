@@ -44,6 +44,7 @@ class SyntheticSource:
                                         instances=p["instances"], noise=p["noise"])
         self.scene = SyntheticScene(self.scene_config)
         self.fps: float | None = p["fps"] or None
+        self.total_frames: int | None = p["frames"] or None  # frames=N: the status line shows n/N
         self.live = p["fps"] > 0
         self.state = "connected"
         self.epoch = 0
