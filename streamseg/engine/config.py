@@ -21,6 +21,9 @@ class EngineConfig:
     shutdown_timeout_s: float = 1.5  # how long to wait for reader threads at the end
 
     def validate(self) -> None:
+        from streamseg.transport.address import check_endpoint
+
+        check_endpoint(self.publish, "publish")
         require(self.send_hwm >= 1, "send_hwm must be >= 1")
         require(self.send_hwm <= _C_INT_MAX, f"send_hwm must be <= {_C_INT_MAX} (ZeroMQ takes a C int)")
         require(self.status_hz > 0, "status_hz must be > 0")
