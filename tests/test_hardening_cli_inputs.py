@@ -80,3 +80,15 @@ def test_malformed_rtsp_is_refused_at_open_without_waiting(free_port, uri, needl
         open_source(uri, SourceOptions(open_timeout_s=5.0))
     assert time.monotonic() - t0 < 1.0  # refused from the URI alone: no connect attempt, no timeout
     _one_line_error(_run("--publish", f"tcp://127.0.0.1:{free_port}", "--source", uri), uri, needle)
+
+
+def test_control_port_out_of_range_before_anything_runs(free_port):
+    _one_line_error(_run("--publish", f"tcp://127.0.0.1:{free_port}", "--control", "tcp://127.0.0.1:99999",
+                         "--source", "synthetic://?fps=0"), "--control", "out of range")
+
+
+def test_proxy_refuses_out_of_range_ports():
+    from streamseg.transport.proxy import Proxy
+
+    with pytest.raises(ConfigError, match="XPUB.*out of range"):
+        Proxy("tcp://127.0.0.1:*", "tcp://127.0.0.1:70000")

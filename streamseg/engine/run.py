@@ -92,6 +92,10 @@ def _apply_flags(cfg: Config, args: argparse.Namespace) -> None:
 
         check_endpoint(args.publish, "--publish")
         cfg.engine.publish = args.publish
+    if args.control is not None:
+        from streamseg.transport.address import check_endpoint
+
+        check_endpoint(args.control, "--control")
     if args.realtime:
         cfg.source.realtime = True
     if args.loop:
