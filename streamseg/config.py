@@ -38,6 +38,8 @@ class Config:
     source_path: str | None = field(default=None, metadata={"internal": True})
 
 
+_INT_LIMIT = 2**63  # every integer field must fit a signed 64-bit C integer
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # the shipped configs (checkout / editable)
 
 
@@ -70,11 +72,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         try:
-            loaded = yaml.safe_load(p.read_text())
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {p} is not UTF-8 text (bad byte at offset {exc.start})") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {p} cannot be read ({exc.strerror or exc})") from None
+        try:
+            loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" (line {mark.line + 1})" if mark else ""
             raise ConfigError(f"config file {p} is not valid YAML{where}") from None
+        except RecursionError:
+            raise ConfigError(f"config file {p} is nested too deeply") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -126,7 +136,20 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override '{item}': {part} is not a section")
-    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    node[parts[-1]] = _parse_override_value(item, raw) if raw.strip() else None
+
+
+def _parse_override_value(item: str, raw: str) -> Any:
+    """One ``--set`` value as YAML (safe_load: tags such as !!python/object are refused, never run)."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.constructor.ConstructorError as exc:
+        raise ConfigError(f"override '{item}': value uses an unsupported YAML tag ({exc.problem})") from None
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise ConfigError(f"override '{item}': value is not valid YAML ({problem})") from None
+    except RecursionError:
+        raise ConfigError(f"override '{item}': value is nested too deeply") from None
 
 
 def from_dict(cls: type, data: Any, prefix: str) -> Any:
@@ -188,6 +211,8 @@ def _coerce(tp: Any, value: Any, name: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"config: {name} must be an integer, got {value!r}")
+        if not -_INT_LIMIT <= value < _INT_LIMIT:  # C libraries (ZeroMQ, FFmpeg) take at most 64 bits
+            raise ConfigError(f"config: {name} is out of range, got {value}")
         return value
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string

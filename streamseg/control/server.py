@@ -17,6 +17,7 @@ import zmq
 from streamseg.control.protocol import ControlError, parse_request, reply_bytes
 from streamseg.errors import ConfigError, StreamsegError
 from streamseg.interface import Vocabulary
+from streamseg.transport.address import check_endpoint
 
 _POLL_MS = 100  # longest sleep; a reply from the loop wakes the thread at once (inproc wake socket)
 _MAX_FRAMES = 8  # a ROUTER envelope is 2-3 frames; more is garbage
@@ -26,6 +27,7 @@ class ControlServer:
     def __init__(self, engine: Any, address: str, config: Any,
                  make_vocabulary: Callable[[list[str]], Vocabulary] | None = None,
                  context: zmq.Context | None = None, curve: Any = None) -> None:
+        check_endpoint(address, "control address")
         self.engine = engine
         self.config = config
         self.make_vocabulary = make_vocabulary

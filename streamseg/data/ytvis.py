@@ -8,6 +8,7 @@ polygons, or null (instance absent in that frame).
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from streamseg.errors import StreamsegError
+from streamseg.errors import ProtocolError, StreamsegError
+from streamseg.transport.rle import parse_counts
 
 Rle = dict[str, Any]  # {"size": [h, w], "counts": bytes}
 
@@ -95,12 +97,32 @@ def to_rle(seg: Any, height: int, width: int, where: str = "segmentation") -> Rl
         raise DatasetError(f"{where}: RLE size {size} does not match the video's {[height, width]}")
     counts = seg["counts"]
     if isinstance(counts, list):  # uncompressed RLE
+        _check_list_counts(counts, height, width, where)
         return _clean(mask_utils.frPyObjects({"size": size, "counts": counts}, height, width))
     if isinstance(counts, str):
-        counts = counts.encode("ascii")
+        try:
+            counts = counts.encode("ascii")
+        except UnicodeEncodeError:
+            raise DatasetError(f"{where}: RLE counts string is not ASCII") from None
     if not isinstance(counts, bytes):
         raise DatasetError(f"{where}: RLE counts must be a string or a list of integers")
+    # pycocotools trusts counts: garbage (e.g. "0l") makes its C loops spin forever or read past the end.
+    try:
+        parse_counts(counts, height, width)
+    except ProtocolError as exc:
+        raise DatasetError(f"{where}: {exc}") from None
     return {"size": size, "counts": counts}
+
+
+def _check_list_counts(counts: list[Any], height: int, width: int, where: str) -> None:
+    """Uncompressed counts must be non-negative integers covering exactly height*width pixels."""
+    if not all(isinstance(c, numbers.Integral) and not isinstance(c, bool) for c in counts):
+        raise DatasetError(f"{where}: RLE counts list must hold integers only")
+    if any(c < 0 for c in counts):
+        raise DatasetError(f"{where}: RLE counts list holds a negative run length")
+    if sum(counts) != height * width:
+        raise DatasetError(
+            f"{where}: RLE counts cover {sum(counts)} pixels, its size holds {height}x{width}={height * width}")
 
 
 def _clean(rle: Rle) -> Rle:
@@ -136,6 +158,8 @@ def read_json_file(path: str | Path, what: str) -> Any:
         return json.loads(p.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{p} is not valid JSON ({exc.__class__.__name__} at {getattr(exc, 'pos', '?')})") from None
+    except RecursionError:
+        raise DatasetError(f"{p} is nested too deeply to be a {what}") from None
 
 
 def load_ytvis(path: str | Path) -> YtvisDataset:
@@ -157,6 +181,9 @@ def parse_ytvis(data: Any, name: str = "dataset") -> YtvisDataset:
         categories = [Category(int(c["id"]), str(c["name"])) for c in data["categories"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise DatasetError(f"{name}: malformed video or category entry (missing or bad {exc})") from None
+    for v in videos:
+        if v.width <= 0 or v.height <= 0:
+            raise DatasetError(f"{name}: video {v.id} has a non-positive size {v.width}x{v.height}")
     by_id = {v.id: v for v in videos}
     if len(by_id) != len(videos):
         raise DatasetError(f"{name}: duplicate video ids")

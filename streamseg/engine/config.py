@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 from streamseg.config_checks import require
 
+_C_INT_MAX = 2**31 - 1
+
 
 @dataclass
 class EngineConfig:
@@ -19,11 +21,16 @@ class EngineConfig:
     shutdown_timeout_s: float = 1.5  # how long to wait for reader threads at the end
 
     def validate(self) -> None:
+        from streamseg.transport.address import check_endpoint
+
+        check_endpoint(self.publish, "publish")
         require(self.send_hwm >= 1, "send_hwm must be >= 1")
+        require(self.send_hwm <= _C_INT_MAX, f"send_hwm must be <= {_C_INT_MAX} (ZeroMQ takes a C int)")
         require(self.status_hz > 0, "status_hz must be > 0")
         require(bool(self.record_codec), "record_codec must not be empty")
         require(self.record_fps >= 0, "record_fps must be >= 0")
         require(self.record_queue >= 1, "record_queue must be >= 1")
         require(0.0 <= self.mask_alpha <= 1.0, "mask_alpha must be in [0, 1]")
         require(self.linger_ms >= 0, "linger_ms must be >= 0")
+        require(self.linger_ms <= _C_INT_MAX, f"linger_ms must be <= {_C_INT_MAX} (ZeroMQ takes a C int)")
         require(self.shutdown_timeout_s > 0, "shutdown_timeout_s must be > 0")

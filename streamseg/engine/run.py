@@ -98,8 +98,15 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _apply_flags(cfg: Config, args: argparse.Namespace) -> None:
     """CLI flags win over the config file."""
-    if args.publish:
+    if args.publish is not None:  # "" is an error, not the default
+        from streamseg.transport.address import check_endpoint
+
+        check_endpoint(args.publish, "--publish")
         cfg.engine.publish = args.publish
+    if args.control is not None:
+        from streamseg.transport.address import check_endpoint
+
+        check_endpoint(args.control, "--control")
     if args.realtime:
         cfg.source.realtime = True
     if args.loop:

@@ -34,6 +34,8 @@ class FileSource:
         self.state = "connecting"
         self.epoch = 0
         self._closed = threading.Event()
+        if check_exists and os.path.isdir(self.path):
+            raise SourceError(f"video source {self.path} is a directory, not a video file")
         if check_exists and not os.path.isfile(self.path):
             raise SourceError(f"video file not found: {self.path}")
         self._container = self._open(av)

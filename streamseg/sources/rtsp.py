@@ -1,6 +1,9 @@
 """rtsp:// sources: GStreamer rtspsrc over TCP with zero jitter-buffer latency, PyAV as fallback."""
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+from streamseg.errors import SourceError
 from streamseg.sources.base import SourceOptions
 from streamseg.sources.gst_reader import GstAppsinkReader, choose_backend
 from streamseg.sources.live import ReconnectingSource
@@ -9,7 +12,23 @@ from streamseg.sources.pyav_reader import PyAVLiveReader
 _ELEMENTS = ("rtspsrc", "decodebin", "videoconvert", "appsink")
 
 
+def check_rtsp_uri(uri: str) -> None:
+    """Refuse a URI with no host or a bad port at once, not after the model loads and a connect times out."""
+    parts = urlsplit(uri)
+    try:
+        port = parts.port
+    except ValueError:
+        raise SourceError(f"RTSP URI {uri!r} has a bad port (expected 1..65535)") from None
+    if not parts.hostname:
+        raise SourceError(f"RTSP URI {uri!r} has no host (expected rtsp://host[:port]/path)")
+    if port == 0:
+        raise SourceError(f"RTSP URI {uri!r} has a bad port (expected 1..65535)")
+    if any(c.isspace() or ord(c) < 32 for c in uri):
+        raise SourceError(f"RTSP URI {uri!r} contains whitespace or control characters")
+
+
 def open_rtsp(uri: str, options: SourceOptions) -> ReconnectingSource:
+    check_rtsp_uri(uri)
     backend = choose_backend(options.backend, _ELEMENTS, "rtsp://")
 
     def connect(timeout_s: float):

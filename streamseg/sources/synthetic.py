@@ -6,6 +6,7 @@ as possible and makes the source non-live (every frame processed), for benchmark
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Iterator
@@ -15,13 +16,12 @@ from streamseg.data.synthetic_scene import SceneConfig, SyntheticScene
 from streamseg.errors import SourceError
 from streamseg.interface import Frame
 from streamseg.sources.base import SourceOptions
-from streamseg.sources.uri_params import parse_params, require_positive
+from streamseg.sources.uri_params import parse_params, require_frame_size, require_positive
 
 _SPEC = {"seed": int, "fps": float, "width": int, "height": int, "instances": int, "noise": float,
          "frames": int, "start": int}
 _DEFAULTS = {"seed": 0, "fps": 30.0, "width": 640, "height": 360, "instances": 6, "noise": 6.0,
              "frames": 0, "start": 0}  # frames=0: endless; start: first scene frame
-
 
 class SyntheticSource:
     """Renders the scene at ``fps`` on a wall-clock schedule (late frames are not caught up)."""
@@ -37,6 +37,9 @@ class SyntheticSource:
                 raise SourceError(f"parameter '{name}' must be >= 0 in {uri}")
         if p["width"] < 16 or p["height"] < 16:
             raise SourceError(f"synthetic width and height must be >= 16 in {uri}")
+        require_frame_size(uri, p)
+        if not math.isfinite(p["fps"]) or not math.isfinite(p["noise"]):
+            raise SourceError(f"parameters 'fps' and 'noise' must be finite in {uri}")
         self.uri = uri
         self.options = options
         self.params = p

@@ -12,7 +12,7 @@ from streamseg.sources.base import SourceOptions
 from streamseg.sources.gst_reader import GstAppsinkReader, choose_backend
 from streamseg.sources.live import ReconnectingSource
 from streamseg.sources.pyav_reader import PyAVLiveReader
-from streamseg.sources.uri_params import parse_params, require_positive
+from streamseg.sources.uri_params import parse_params, require_frame_size, require_positive
 
 _SPEC = {"width": int, "height": int, "fps": int, "pattern": str}
 _DEFAULTS = {"width": 640, "height": 360, "fps": 30, "pattern": "smpte"}
@@ -24,6 +24,7 @@ def open_testsrc(uri: str, options: SourceOptions) -> ReconnectingSource:
         raise SourceError(f"testsrc takes only query parameters: testsrc://?width=&height=&fps=&pattern= (got {uri})")
     p = parse_params(uri, parts.query, _SPEC, _DEFAULTS)
     require_positive(uri, p, "width", "height", "fps")
+    require_frame_size(uri, p)
     backend = choose_backend(options.backend, ("videotestsrc", "videoconvert", "appsink"), "testsrc://")
     if backend == "gstreamer":
         _check_pattern(uri, p["pattern"])

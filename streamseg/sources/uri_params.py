@@ -34,3 +34,13 @@ def require_positive(uri: str, params: dict[str, Any], *names: str) -> None:
         value = params.get(name)
         if value is not None and value <= 0:
             raise SourceError(f"parameter '{name}' must be > 0 in {uri}")
+
+
+MAX_SIDE = 8192  # generated frames: 8192x8192 RGB is 200 MB; 100000x100000 tried to allocate 37 GiB
+
+
+def require_frame_size(uri: str, params: dict[str, Any], low: int = 1) -> None:
+    """Bound the width and height a generated source allocates frames of."""
+    if not (low <= params["width"] <= MAX_SIDE and low <= params["height"] <= MAX_SIDE):
+        raise SourceError(f"width and height must be in [{low}, {MAX_SIDE}] in {uri}, "
+                          f"got {params['width']}x{params['height']}")

@@ -10,6 +10,7 @@ from typing import Any
 import zmq
 
 from streamseg.errors import ConfigError
+from streamseg.transport.address import check_endpoint
 
 
 class Proxy:
@@ -20,6 +21,8 @@ class Proxy:
     """
 
     def __init__(self, xsub: str, xpub: str, curve: Any = None, context: zmq.Context | None = None) -> None:
+        check_endpoint(xsub, "proxy XSUB address")
+        check_endpoint(xpub, "proxy XPUB address")
         self._context = context or zmq.Context.instance()
         self._front = self._context.socket(zmq.XSUB)
         self._back = self._context.socket(zmq.XPUB)

@@ -18,6 +18,7 @@ import zmq
 from streamseg.errors import ConfigError
 from streamseg.interface import Frame, Tracks, Vocabulary
 from streamseg.transport import protocol
+from streamseg.transport.address import check_endpoint
 
 
 class Publisher:
@@ -32,6 +33,7 @@ class Publisher:
         """``curve``: a ``streamseg.transport.curve.CurveServer`` (only its admitted clients get anything)."""
         if send_hwm < 1:
             raise ConfigError(f"send_hwm must be >= 1, got {send_hwm}")
+        check_endpoint(address)
         self._context = context or zmq.Context.instance()
         self._socket = self._context.socket(zmq.PUB)
         self._socket.setsockopt(zmq.SNDHWM, send_hwm)
