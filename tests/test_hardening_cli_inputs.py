@@ -8,22 +8,13 @@ import time
 
 import pytest
 from engine_helpers import run_cli
+from cli_helpers import one_line_error as _one_line_error
 
 from streamseg.errors import ConfigError, SourceError
 from streamseg.sources import SourceOptions, open_source
 from streamseg.transport.address import check_endpoint
 from streamseg.transport.publisher import Publisher
 
-
-def _one_line_error(result, *needles: str) -> str:
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("streamseg: error: ")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def _run(*args):

@@ -8,22 +8,13 @@ from pathlib import Path
 
 import pytest
 from engine_helpers import run_cli
+from cli_helpers import one_line_error as _one_line_error
 
 from streamseg.config import load_config
 from streamseg.errors import ConfigError, SourceError
 from streamseg.sources.base import SourceOptions
 from streamseg.sources.synthetic import SyntheticSource
 
-
-def _one_line_error(result, *needles: str) -> str:
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("streamseg: error: ")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def _run(free_port, *args):

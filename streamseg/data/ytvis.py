@@ -134,6 +134,18 @@ def encode_mask(mask: np.ndarray) -> Rle:
     return _clean(mask_utils.encode(np.asfortranarray(mask.astype(np.uint8))))
 
 
+def encode_crop_in_frame(crop: np.ndarray, mask_box: tuple[int, int, int, int], canvas: np.ndarray) -> Rle:
+    """The full-frame RLE of a crop at mask_box (x, y, w, h): pasted into a reusable frame-sized
+    ``canvas`` (all False), encoded, and cleared again, so no frame is allocated per instance."""
+    x, y, w, h = (int(v) for v in mask_box)
+    region = canvas[y:y + h, x:x + w]
+    region[...] = crop[:region.shape[0], :region.shape[1]]
+    try:
+        return encode_mask(canvas)
+    finally:
+        region[...] = False
+
+
 def decode_rle(rle: Rle) -> np.ndarray:
     """Compressed RLE -> H x W bool."""
     return mask_utils.decode(rle).astype(bool)

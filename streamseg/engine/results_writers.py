@@ -26,8 +26,8 @@ from typing import Any, Mapping, Protocol
 
 import numpy as np
 
-from streamseg.data.ytvis import encode_mask, rle_to_json
-from streamseg.interface import Frame, Instance, Tracks, Vocabulary
+from streamseg.data.ytvis import encode_crop_in_frame, rle_to_json
+from streamseg.interface import Frame, Tracks, Vocabulary
 from streamseg.transport.rle import encode_crop
 
 
@@ -146,7 +146,7 @@ class YtvisWriter:
             if tr is None:
                 tr = st.open[inst.track_id] = _OpenTrack(start=t)
             tr.segs.extend([None] * (t - tr.start - len(tr.segs)))  # absent in between
-            tr.segs.append(rle_to_json(_full_rle(inst, st.canvas)))
+            tr.segs.append(rle_to_json(encode_crop_in_frame(inst.crop, inst.mask_box, st.canvas)))
             tr.scores.append(float(inst.score))
             tr.votes[int(inst.class_id)].append(float(inst.score))
         st.frames += 1
@@ -196,13 +196,3 @@ class YtvisWriter:
             self._part.close()
             self._part_path.unlink(missing_ok=True)
 
-
-def _full_rle(inst: Instance, canvas: np.ndarray) -> dict[str, Any]:
-    """The full-frame RLE from the crop, pasted into the stream's one reusable canvas and cleared."""
-    x, y, w, h = (int(v) for v in inst.mask_box)
-    region = canvas[y:y + h, x:x + w]
-    region[...] = inst.crop[:region.shape[0], :region.shape[1]]
-    try:
-        return encode_mask(canvas)
-    finally:
-        region[...] = False

@@ -17,9 +17,17 @@ from typing import Callable
 import numpy as np
 
 from streamseg.data.frames import read_rgb
-from streamseg.data.ytvis import Annotation, DatasetError, Rle, Video, YtvisDataset, decode_rle, encode_mask
+from streamseg.data.ytvis import (
+    Annotation,
+    DatasetError,
+    Rle,
+    Video,
+    YtvisDataset,
+    decode_rle,
+    encode_crop_in_frame,
+)
 from streamseg.evaluation.results import TubeResult
-from streamseg.interface import Frame, Instance, Segmenter, TruthInstance, Vocabulary
+from streamseg.interface import Frame, Segmenter, TruthInstance, Vocabulary
 
 
 @dataclass
@@ -58,17 +66,6 @@ def _truth(annotations: list[Annotation], t: int, class_index: dict[int, int], n
     return out
 
 
-def _encode_crop(inst: Instance, canvas: np.ndarray) -> Rle:
-    """The full-frame COCO RLE results files hold, from the instance's crop: pasted into the video's
-    one reusable canvas, encoded, and cleared again (no frame allocated per instance)."""
-    x, y, w, h = inst.mask_box
-    region = canvas[y:y + h, x:x + w]
-    region[...] = inst.crop[:region.shape[0], :region.shape[1]]
-    try:
-        return encode_mask(canvas)
-    finally:
-        region[...] = False
-
 
 def run_video(
     segmenter: Segmenter,
@@ -103,7 +100,7 @@ def run_video(
             if label not in name_to_category or not inst.crop.any():
                 continue
             track = tracks.setdefault(inst.track_id, _Track([None] * video.length))
-            track.segs[t] = _encode_crop(inst, canvas)
+            track.segs[t] = encode_crop_in_frame(inst.crop, inst.mask_box, canvas)
             track.scores.append(float(inst.score))
             track.votes[name_to_category[label]].append(float(inst.score))
     results = [tr.to_result(video.id) for _, tr in sorted(tracks.items())]
