@@ -332,3 +332,45 @@ def test_set_vocabulary_by_names_embeds_them_with_the_model_text_encoder(tmp_pat
         server.close()
         sub.close()
         pub.close(0)
+
+
+def test_target_ops_over_the_bus_with_the_real_model():
+    """add/list/remove_target against OnlineVIS (tiny config, untrained weights): the target is
+    published under its fixed ID with "target": true, and a malformed mask is refused."""
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    from segmenter_helpers import random_vocabulary, tiny_config
+
+    cfg = tiny_config()
+    pub = Publisher("tcp://127.0.0.1:*", send_hwm=10000, linger_ms=0)
+    sub = Subscriber(pub.address, rcvhwm=100000)
+    wait_subscribed(pub, sub)
+    engine = build_engine(cfg, ["synthetic://?fps=30&frames=100000&width=96&height=64&instances=2&seed=3"],
+                          stream_ids=["a"], segmenter="model", vocabulary=random_vocabulary(),
+                          publisher=pub, device="cpu")
+    server = ControlServer(engine, "tcp://127.0.0.1:*", cfg, vocabulary_maker(cfg, engine.segmenter)).start()
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    ctl = Controller(server.address, timeout_s=10)
+    try:
+        _next(sub, lambda m: m.kind == "seg", timeout_s=20)
+        mask = np.zeros((64, 96), dtype=np.uint8)
+        mask[10:30, 20:50] = 1
+        rle = mask_utils.encode(np.asfortranarray(mask))
+        reply = ctl.request("add_target", stream="a", mask={"size": [64, 96], "counts": rle["counts"]}, name="cup")
+        assert reply["ok"] is True, reply
+        tid = reply["track_id"]
+        listed = ctl.request("list_targets", stream="a")
+        assert listed["ok"] and [(t["track_id"], t["name"]) for t in listed["targets"]] == [(tid, "cup")]
+        bad = ctl.request("add_target", stream="a", mask={"size": [64, 96], "counts": b"0l"})
+        assert bad["ok"] is False and "not a valid RLE" in bad["error"]
+        assert ctl.request("remove_target", stream="a", track_id=tid)["ok"] is True
+        assert ctl.request("list_targets", stream="a")["targets"] == []
+    finally:
+        ctl.close()
+        engine.stop()
+        thread.join(10)
+        server.close()
+        sub.close()
+        pub.close(0)

@@ -191,7 +191,12 @@ class ControlServer:
         prompt = {k: req[k] for k in ("points", "box", "mask") if k in req}
         if len(prompt) != 1:
             raise ControlError("add_target: give exactly one of points, box or mask")
-        return {"track_id": int(fn(state, **prompt, name=req.get("name")))}
+        if "mask" in prompt:
+            prompt["mask"] = _mask_from_wire(prompt["mask"])
+        name = req.get("name", "target")
+        if not isinstance(name, str) or not name:
+            raise ControlError("add_target: name must be a non-empty string")
+        return {"track_id": int(fn(state, **prompt, name=name))}
 
     def _op_remove_target(self, req: dict) -> dict:
         fn, state = self._targets(req, "remove_target")
@@ -200,7 +205,7 @@ class ControlServer:
 
     def _op_list_targets(self, req: dict) -> dict:
         fn, state = self._targets(req, "list_targets")
-        return {"targets": list(fn(state))}
+        return {"targets": [t.as_dict() if hasattr(t, "as_dict") else t for t in fn(state)]}
 
     def _streams(self, req: dict) -> list[Any]:
         if req.get("stream") is not None:
@@ -257,3 +262,28 @@ class ControlServer:
         from streamseg.config import config_to_dict
 
         return {"config": config_to_dict(self.config)}
+
+
+def _mask_from_wire(value: Any) -> Any:
+    """A mask prompt as sent over the bus: COCO RLE ``{"size": [h, w], "counts": bytes|str}``
+    (checked by the project's own parser first, so a malformed one cannot hang pycocotools)."""
+    from streamseg.errors import ProtocolError
+    from streamseg.transport.rle import parse_counts
+
+    if not isinstance(value, dict) or "size" not in value or "counts" not in value:
+        raise ControlError('add_target: mask must be a COCO RLE map {"size": [h, w], "counts": ...}')
+    size, counts = value["size"], value["counts"]
+    if (not isinstance(size, (list, tuple)) or len(size) != 2
+            or not all(isinstance(v, int) and 0 < v <= 16384 for v in size)):
+        raise ControlError("add_target: mask size must be [height, width], each 1..16384")
+    if isinstance(counts, str):
+        counts = counts.encode("ascii", "replace")
+    if not isinstance(counts, bytes):
+        raise ControlError("add_target: mask counts must be the COCO compressed RLE string")
+    from pycocotools import mask as mask_utils
+
+    try:
+        parse_counts(counts, int(size[0]), int(size[1]))
+    except ProtocolError as exc:  # the parser's own one-line reason
+        raise ControlError(f"add_target: mask counts are not a valid RLE of that size ({exc})") from None
+    return mask_utils.decode({"size": [int(size[0]), int(size[1])], "counts": counts}).astype(bool)
