@@ -197,40 +197,38 @@ class Trainer:
         window: list[dict[str, float]] = []
         t_start = time.perf_counter()
         t_last = t_start
-        stop = StopRequest()
-        try:
-            stop.__enter__()
-            while self.step < total_steps:
-                batch = self.provider.sample(step_rng(t.seed, self.info.rank, self.step), t.batch, t.clip_frames)
-                values = self.train_step(batch)
-                window.append(values)
-                bar.update(1)
-                time_up = (max_seconds is not None and self._time_is_up(time.perf_counter() - t_start, max_seconds)) \
-                    or stop.requested
-                if self.step % t.log_every == 0 or self.step == total_steps or self.step == start_step + 1 or time_up:
-                    mean = {k: float(np.mean([v[k] for v in window])) for k in window[0]}
-                    mean = all_reduce_mean(mean, self.info)
-                    now = time.perf_counter()
-                    record = {"step": self.step, "lr": max(g["lr"] for g in self.optimizer.param_groups),
-                              **{k: round(v, 6) for k, v in mean.items()},
-                              "steps_per_s": round(len(window) / max(now - t_last, 1e-9), 4),
-                              "elapsed_s": round(now - t_start, 2)}
-                    window, t_last = [], now
-                    if first_loss is None:
-                        first_loss = mean["total"]
-                    last_loss = mean["total"]
-                    if self.info.is_main:
-                        bar.set_postfix({k: f"{mean[k]:.3f}" for k in LOSS_KEYS})
-                        with open(log_path, "a") as fh:
-                            fh.write(json.dumps(record) + "\n")
-                if self.step % t.checkpoint_every == 0 and self.step < total_steps:
-                    self.save(self.out / f"step_{self.step:07d}.pt", with_state=True)
-                    self._prune_checkpoints()
-                if time_up:
-                    break
-        finally:
-            stop.__exit__()
-            bar.close()
+        with StopRequest() as stop:
+            try:
+                while self.step < total_steps:
+                    batch = self.provider.sample(step_rng(t.seed, self.info.rank, self.step), t.batch, t.clip_frames)
+                    values = self.train_step(batch)
+                    window.append(values)
+                    bar.update(1)
+                    time_up = (max_seconds is not None and self._time_is_up(time.perf_counter() - t_start, max_seconds)) \
+                        or stop.requested
+                    if self.step % t.log_every == 0 or self.step == total_steps or self.step == start_step + 1 or time_up:
+                        mean = {k: float(np.mean([v[k] for v in window])) for k in window[0]}
+                        mean = all_reduce_mean(mean, self.info)
+                        now = time.perf_counter()
+                        record = {"step": self.step, "lr": max(g["lr"] for g in self.optimizer.param_groups),
+                                  **{k: round(v, 6) for k, v in mean.items()},
+                                  "steps_per_s": round(len(window) / max(now - t_last, 1e-9), 4),
+                                  "elapsed_s": round(now - t_start, 2)}
+                        window, t_last = [], now
+                        if first_loss is None:
+                            first_loss = mean["total"]
+                        last_loss = mean["total"]
+                        if self.info.is_main:
+                            bar.set_postfix({k: f"{mean[k]:.3f}" for k in LOSS_KEYS})
+                            with open(log_path, "a") as fh:
+                                fh.write(json.dumps(record) + "\n")
+                    if self.step % t.checkpoint_every == 0 and self.step < total_steps:
+                        self.save(self.out / f"step_{self.step:07d}.pt", with_state=True)
+                        self._prune_checkpoints()
+                    if time_up:
+                        break
+            finally:
+                bar.close()
         if stop.requested and self.info.is_main:
             print(f"train: interrupted at step {self.step}; resumable checkpoint {self.out / 'last.pt'}",
                   file=sys.stderr, flush=True)
