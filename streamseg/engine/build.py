@@ -30,7 +30,8 @@ def build_engine(config: Config, sources: Sequence[str], *, stream_ids: Sequence
     double for synthetic:// sources), or any object implementing the Segmenter protocol.
     ``vocabulary``: a Vocabulary, a vocabulary file path, a list of class names (embedded with the
     text encoder the segmenter's checkpoint expects), or None (the segmenter's default).
-    ``record``: overlay MP4 path; with several streams stream <id> goes to <stem>-<id><suffix>.
+    ``record``: overlay MP4/MOV/MKV path (checked here: ConfigError); with several streams stream
+    <id> goes to <stem>-<id><suffix>.
     ``curve``: a CurveServer making the publisher a CURVE server.
     The engine owns the publisher it made: ``engine.close()`` closes it after ``run()``.
     """
@@ -38,6 +39,11 @@ def build_engine(config: Config, sources: Sequence[str], *, stream_ids: Sequence
 
     ids = check_stream_ids(len(sources), stream_ids)
     record_paths = record_paths_for(record, ids)
+    if record_paths:
+        from streamseg.engine.recording import check_record_target
+
+        for path in record_paths.values():  # before any source or model: a bad target fails at once
+            check_record_target(path, config.engine.record_codec)
     specs: list[StreamSpec] = []
     owned_publisher = None
     try:
@@ -131,7 +137,8 @@ def _recorder_factory(config: Config) -> Callable[[StreamSpec], Any]:
         fps = e.record_fps or float(getattr(spec.source, "fps", None) or 30.0)
         assert spec.record_path is not None, "recorder asked for a stream without --record"
         return OverlayRecorder(spec.record_path, fps=fps, codec=e.record_codec, alpha=e.mask_alpha,
-                               queue_size=e.record_queue)
+                               queue_size=e.record_queue, live=bool(getattr(spec.source, "live", True)),
+                               fragment_s=e.record_fragment_s)
 
     return make
 

@@ -14,7 +14,9 @@ class EngineConfig:
     send_hwm: int = 8  # ZeroMQ high-water mark (messages): publishing never blocks past it
     status_hz: float = 1.0
     record_codec: str = "libx264"  # PyAV encoder for --record
-    record_fps: float = 0.0  # frame rate written to the MP4; 0 = the source's own (30 when unknown)
+    record_fps: float = 0.0  # nominal frame rate of the recording (frames are timed by capture time / pts); 0 = the source's
+    record_fragment_s: float = 1.0  # a keyframe and a new file fragment this often: a killed engine loses about this much
+    record_on_error: str = "stop"  # a recording that fails mid-run: stop (that stream ends with an error) or continue
     record_queue: int = 8  # frames buffered for the recorder thread (inference waits when it is full)
     mask_alpha: float = 0.45  # overlay: opacity of the coloured masks
     linger_ms: int = 200  # on shutdown, how long queued messages (EOS) may take to leave
@@ -30,6 +32,8 @@ class EngineConfig:
         require(bool(self.record_codec), "record_codec must not be empty")
         require(self.record_fps >= 0, "record_fps must be >= 0")
         require(self.record_queue >= 1, "record_queue must be >= 1")
+        require(0 < self.record_fragment_s <= 60, "record_fragment_s must be in (0, 60]")
+        require(self.record_on_error in ("stop", "continue"), "record_on_error must be stop or continue")
         require(0.0 <= self.mask_alpha <= 1.0, "mask_alpha must be in [0, 1]")
         require(self.linger_ms >= 0, "linger_ms must be >= 0")
         require(self.linger_ms <= _C_INT_MAX, f"linger_ms must be <= {_C_INT_MAX} (ZeroMQ takes a C int)")

@@ -1,6 +1,6 @@
-"""Overlay recording: frames with coloured masks, boxes, track ids, labels and scores, to an MP4.
+"""Overlay recording: frames with coloured masks, boxes, track ids, labels and scores, to an MP4/MKV.
 
-Drawing and H.264 encoding run on their own thread behind a bounded queue so a recording costs the
+Drawing and encoding (H.264 by default) run on their own thread behind a bounded queue so a recording costs the
 inference loop one queue put; when the queue is full the loop waits (a recording keeps every frame
 it was given). Text is drawn with Pillow's built-in font (no OpenCV): each distinct label string is
 rasterised once and cached as an alpha bitmap, then blended with numpy.
@@ -11,11 +11,13 @@ import queue
 import threading
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from streamseg.engine.recording import TIME_BASE, FrameClock, as_ticks, container_options, keyframe_due, picture_type_i
 from streamseg.errors import StreamsegError
-from streamseg.interface import Tracks
+from streamseg.interface import Frame, Tracks
 
 _STOP = object()
 
@@ -118,10 +120,14 @@ def _draw_label(out: np.ndarray, label: str, x: int, y: int, colour: np.ndarray,
 
 
 class OverlayRecorder:
-    """Writes overlay frames to an MP4 (PyAV) from a background thread; ``close()`` finalises it."""
+    """Writes overlay frames to an MP4/MOV/MKV (PyAV) from a background thread; ``close()`` finalises it.
+
+    The file plays at every moment (``recording.py``): killed, it keeps all but about the last
+    ``fragment_s`` seconds. ``live``: frames are timed by their capture time, else by their pts.
+    A failure sets ``error`` (one line) at once; the owner decides whether the run goes on."""
 
     def __init__(self, path: str | Path, fps: float = 30.0, codec: str = "libx264",
-                 alpha: float = 0.45, queue_size: int = 8) -> None:
+                 alpha: float = 0.45, queue_size: int = 8, live: bool = False, fragment_s: float = 1.0) -> None:
         self.path = Path(path)
         parent = self.path.parent if str(self.path.parent) else Path(".")
         if not parent.is_dir():
@@ -129,65 +135,85 @@ class OverlayRecorder:
         self.fps = fps if fps > 0 else 30.0
         self.codec = codec
         self.alpha = alpha
+        self.fragment_s = fragment_s
+        self.clock = FrameClock(live, self.fps)
         self.frames_written = 0
         self.error: str | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
-        self._container = None
-        self._stream = None
+        self._container: Any = None
+        self._stream: Any = None
         self._size: tuple[int, int] | None = None  # (width, height) of the file, fixed by frame 1
         self._text: TextRenderer | None = None
+        self._last_ticks: int | None = None
+        self._last_key: float | None = None
         self._thread = threading.Thread(target=self._run, name=f"record:{self.path.name}", daemon=True)
         self._thread.start()
 
-    def write(self, image: np.ndarray, tracks: Tracks) -> None:
+    def write(self, frame: Frame, tracks: Tracks) -> None:
         """Queue one frame (blocks while the recorder is behind by a full queue)."""
         if self.error is None:
-            self._queue.put((image, tracks))
+            self._queue.put((frame, tracks))
 
     def close(self, timeout: float | None = None) -> None:
-        """Flush the encoder and write the MP4 trailer, so the file plays."""
+        """Flush the encoder and write the trailer."""
         self._queue.put(_STOP)
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        stopped = False
         try:
             self._text = TextRenderer()
-            while True:
+            while not stopped:
                 item = self._queue.get()
-                if item is _STOP:
-                    break
-                if self.error is None:
+                stopped = item is _STOP
+                if not stopped:
                     self._encode(*item)
-        except Exception as exc:  # keep the pipeline alive; report at the end
+        except Exception as exc:  # keep the pipeline alive; the engine reports it
             self.error = f"recording to {self.path} failed: {exc}"
         finally:
             try:
-                self._finish()
+                self._finish()  # what was recorded so far stays playable
             except Exception as exc:
                 self.error = self.error or f"finalising {self.path} failed: {exc}"
+        while not stopped:  # after a failure: take what a waiting write() put, until close()
+            stopped = self._queue.get() is _STOP
 
-    def _encode(self, image: np.ndarray, tracks: Tracks) -> None:
+    def _open(self, image: np.ndarray) -> None:
+        import av
+
+        h, w = image.shape[:2]
+        self._size = (w - w % 2, h - h % 2)  # yuv420p needs even sizes
+        self._container = av.open(str(self.path), mode="w",
+                                  options=container_options(self.path.suffix, self.fragment_s))
+        stream = self._container.add_stream(self.codec, rate=Fraction(self.fps).limit_denominator(1001))
+        stream.width, stream.height = self._size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = TIME_BASE
+        stream.codec_context.gop_size = max(1, int(round(self.fps * self.fragment_s)))
+        if self.codec == "libx264":
+            stream.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": "23"}
+        self._stream = stream
+
+    def _encode(self, frame: Frame, tracks: Tracks) -> None:
         import av
 
         if self._container is None:
-            h, w = image.shape[:2]
-            self._size = (w - w % 2, h - h % 2)  # yuv420p needs even sizes
-            self._container = av.open(str(self.path), mode="w")
-            stream = self._container.add_stream(self.codec, rate=Fraction(self.fps).limit_denominator(1001))
-            stream.width, stream.height = self._size
-            stream.pix_fmt = "yuv420p"
-            if self.codec == "libx264":
-                stream.options = {"preset": "ultrafast", "tune": "zerolatency", "crf": "23"}
-            self._stream = stream
-        drawn = draw_overlay(image, tracks, self._text, self.alpha)
-        drawn = self._fit(drawn)
-        frame = av.VideoFrame.from_ndarray(drawn, format="rgb24")
-        frame.pts = self.frames_written
-        self._container.mux(self._stream.encode(frame))
+            self._open(frame.image)
+        assert self._text is not None
+        drawn = self._fit(draw_overlay(frame.image, tracks, self._text, self.alpha))
+        out = av.VideoFrame.from_ndarray(drawn, format="rgb24")
+        t = self.clock.seconds(frame)
+        self._last_ticks = out.pts = as_ticks(t, self._last_ticks)
+        out.time_base = TIME_BASE
+        if keyframe_due(t, self._last_key, self.fragment_s):
+            out.pict_type = picture_type_i()  # a new fragment: what came before is safe on disk
+            self._last_key = t
+        self._container.mux(self._stream.encode(out))
         self.frames_written += 1
 
     def _fit(self, image: np.ndarray) -> np.ndarray:
         """Crop or pad to the file's size (a reconnect may change the source's resolution)."""
+        assert self._size is not None
         w, h = self._size
         if image.shape[0] == h and image.shape[1] == w:
             return image
@@ -199,6 +225,8 @@ class OverlayRecorder:
     def _finish(self) -> None:
         if self._container is None:
             return
-        self._container.mux(self._stream.encode(None))
-        self._container.close()
-        self._container = None
+        container, self._container = self._container, None
+        try:
+            container.mux(self._stream.encode(None))
+        finally:
+            container.close()

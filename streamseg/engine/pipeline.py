@@ -73,6 +73,7 @@ class _Stream:
     eos_sent: bool = False
     eos_reason: str = ""
     recorder: Any = None  # OverlayRecorder
+    record_error: str | None = None  # the recording failed mid-run (reported at once, once)
     vocabulary: Vocabulary | None = None  # this stream's (set_vocabulary may swap it per stream)
     paused: bool = False  # control: frames are left in the slot, status goes on, no seg
     last_tracks: Tracks | None = None
@@ -207,7 +208,7 @@ class Engine:
     # ---- main loop ----------------------------------------------------------------------------
 
     def run(self) -> EngineReport:
-        """Run until every stream has ended or stop() is called; always sends EOS and finalises MP4s."""
+        """Run until every stream has ended or stop() is called; always sends EOS and finalises recordings."""
         t0 = time.monotonic()
         try:
             for st in self._streams:
@@ -247,6 +248,8 @@ class Engine:
                 except StreamsegError as exc:  # e.g. a frame this segmenter cannot handle
                     self._fail_stream(picked[0], str(exc))
             for st in self._streams:
+                if not st.eos_sent and st.recorder is not None and st.recorder.error and st.record_error is None:
+                    self._recording_failed(st, st.recorder.error)
                 if not st.eos_sent and st.slot.finished:
                     self._finish_stream(st, st.end_reason or EOS_END)
             if all(st.eos_sent for st in self._streams):
@@ -299,8 +302,8 @@ class Engine:
         st.bytes_sent += pub.last_bytes
         st.rate_out.tick(time.monotonic())
 
-        if st.recorder is not None:
-            st.recorder.write(frame.image, tracks)
+        if st.recorder is not None and st.record_error is None:
+            st.recorder.write(frame, tracks)
             tm.add("record", (time.perf_counter_ns() - t_pub) / 1e6)
         # Everything the engine itself spent on this frame (all but the segmenter's step): wall
         # time, and this thread's CPU time (the engine's own cost even when the CPU is contended).
@@ -365,7 +368,7 @@ class Engine:
             fps_in=st.rate_in.rate(now), fps_out=st.rate_out.rate(now),
             frames_in=st.frames_in, frames_out=st.frames_out, dropped=st.slot.dropped,
             send_dropped=int(self.publisher.dropped), latency_ms=st.timings.percentiles(recent=True),
-            error=st.error, instances=len(st.last_tracks.instances) if st.last_tracks else 0,
+            error=st.error or st.record_error, instances=len(st.last_tracks.instances) if st.last_tracks else 0,
             top_labels=top_labels([i.label for i in st.last_tracks.instances]) if st.last_tracks else [],
             total_frames=getattr(st.spec.source, "total_frames", None))
 
@@ -395,6 +398,18 @@ class Engine:
         self.publisher.publish_eos(st.spec.stream_id, st.epoch, st.seq - 1, reason)
         if st.error and self.on_stream_error is not None:
             self.on_stream_error(st.spec.stream_id, st.error)
+
+    def _recording_failed(self, st: _Stream, message: str) -> None:
+        """A recording that fails mid-run is never silent: the error goes on the status topic and
+        to ``on_stream_error`` at once. ``record_on_error``: "stop" ends the stream (EOS reason
+        error); "continue" keeps publishing, every later status carrying the error."""
+        st.record_error = message
+        if self.config.record_on_error == "stop":
+            self._fail_stream(st, message)
+            return
+        self.publisher.publish_status(st.spec.stream_id, self._snapshot(st, time.monotonic()).to_message())
+        if self.on_stream_error is not None:
+            self.on_stream_error(st.spec.stream_id, f"{message} (the stream goes on unrecorded)")
 
     def _fail_stream(self, st: _Stream, message: str) -> None:
         """End one stream with an error; the others keep running."""
@@ -443,7 +458,9 @@ class Engine:
                 error=st.error or (rec.error if rec is not None else None)))
             if st.error:
                 errors.append(f"stream {st.spec.stream_id}: {st.error}")
-            if rec is not None and rec.error:
-                errors.append(rec.error)
+            if rec is not None and rec.error and rec.error != st.error:
+                # reported live already ("stream " lines are not printed again) or only now (at close)
+                errors.append(f"stream {st.spec.stream_id}: {rec.error}" if rec.error == st.record_error
+                              else rec.error)
         return EngineReport(summaries=summaries, send_dropped=int(self.publisher.dropped), errors=errors,
                             stopped=self._stop.is_set())

@@ -115,13 +115,9 @@ def _apply_flags(cfg: Config, args: argparse.Namespace) -> None:
         raise ConfigError("--max-frames must be >= 1")
     if args.duration is not None and args.duration <= 0:
         raise ConfigError("--duration must be > 0")
-    if args.record and Path(args.record).suffix.lower() not in (".mp4", ".mov", ".mkv"):
-        raise ConfigError(f"--record {args.record}: the file name must end in .mp4 (or .mov/.mkv)")
     for flag, path in (("--save-json", args.save_json), ("--save-rle", args.save_rle)):
         if path and not Path(path).resolve().parent.is_dir():
             raise ConfigError(f"{flag} {path}: folder {Path(path).resolve().parent} does not exist")
-    if args.record and not Path(args.record).resolve().parent.is_dir():
-        raise ConfigError(f"--record {args.record}: folder {Path(args.record).resolve().parent} does not exist")
 
 
 def _note_other_classes(engine) -> None:
