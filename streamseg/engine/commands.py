@@ -10,8 +10,13 @@ streams:
   Topics on the wire: seg/<id>, status/<id>, eos/<id>.
 
 recording:
-  --record out.mp4 writes the overlay of a single stream to out.mp4; with several streams, stream
-  <id> is written to out-<id>.mp4.
+  --record out.mp4 (.mov, .mkv) writes the overlay of a single stream to out.mp4; with several
+  streams, stream <id> is written to out-<id>.mp4. The file stays playable if the engine is killed
+  (fragmented MP4 / Matroska clusters, a keyframe every engine.record_fragment_s = 1 s: SIGKILL loses
+  about the last second). Live frames are timed by capture time, file frames keep their pts. A bad
+  target or encoder is refused before the run; a failure mid-run (disk full) is printed at once and
+  sent as the stream's status "error", then the stream ends (engine.record_on_error=stop, default)
+  or goes on unrecorded (=continue); the exit status is 2 either way.
 
 stage timings (status messages every 1/engine.status_hz s, and the summary; p50/p95 in ms):
   decode              the source producing the frame (files: wall time; live: reader CPU time)
@@ -31,9 +36,9 @@ sources (URI forms):
   synthetic://?seed=&fps=&width=&height=&instances=   scene with known ground truth (fps=0: not live)
   testsrc://?width=&height=&fps=&pattern=
 
-exit status: 0 when every stream ended or was stopped cleanly; 2 on a bad input or when any stream
-failed (its EOS carries reason "error"; the other streams keep running). SIGINT/SIGTERM send EOS on
-every stream, finalise the MP4 and exit.
+exit status: 0 when every stream ended or was stopped cleanly; 2 on a bad input, when any stream
+failed (its EOS carries reason "error"; the other streams keep running) or a recording failed. SIGINT/SIGTERM send EOS on
+every stream, finalise the recording and exit.
 """
 
 
@@ -63,7 +68,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics", type=int, default=None, metavar="PORT",
                    help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (frames in/out, drops, "
                    "reconnects, stage latency histograms) and /healthz")
-    p.add_argument("--record", default=None, metavar="OUT.mp4", help="write an overlay MP4 (masks, ids, labels, scores)")
+    p.add_argument("--record", default=None, metavar="OUT.mp4",
+                   help="write an overlay video (.mp4/.mov/.mkv: masks, ids, labels, scores) that survives a kill")
     p.add_argument("--save-json", default=None, metavar="FILE",
                    help="write YouTube-VIS results (one video per stream; what `streamseg eval-json` reads), "
                    "each track's tube written when it ends or at the stream's end")

@@ -13,10 +13,10 @@ class EngineConfig:
     publish: str = "tcp://127.0.0.1:5555"
     send_hwm: int = 8  # ZeroMQ high-water mark (messages): publishing never blocks past it
     status_hz: float = 1.0
-    record_codec: str = "libx264"  # PyAV encoder for --record
-    record_fps: float = 0.0  # nominal frame rate of the recording (frames are timed by capture time / pts); 0 = the source's
-    record_fragment_s: float = 1.0  # a keyframe and a new file fragment this often: a killed engine loses about this much
-    record_on_error: str = "stop"  # a recording that fails mid-run: stop (that stream ends with an error) or continue
+    record_codec: str = "libx264"  # PyAV video encoder for --record (checked before the run)
+    record_fps: float = 0.0  # nominal rate of the recording (frames keep capture time / pts); 0 = the source's
+    record_fragment_s: float = 1.0  # a keyframe and file fragment this often: what a killed engine loses at most
+    record_on_error: str = "stop"  # recording fails mid-run: stop (the stream ends with an error) or continue
     record_queue: int = 8  # frames buffered for the recorder thread (inference waits when it is full)
     mask_alpha: float = 0.45  # overlay: opacity of the coloured masks
     linger_ms: int = 200  # on shutdown, how long queued messages (EOS) may take to leave

@@ -1,8 +1,8 @@
 """Overlay recording: frames with coloured masks, boxes, track ids, labels and scores, to an MP4/MKV.
 
-Drawing and encoding (H.264 by default) run on their own thread behind a bounded queue so a recording costs the
-inference loop one queue put; when the queue is full the loop waits (a recording keeps every frame
-it was given). Text is drawn with Pillow's built-in font (no OpenCV): each distinct label string is
+Drawing and encoding (H.264 by default) run on their own thread behind a bounded queue so a
+recording costs the inference loop one queue put; when the queue is full the loop waits (a
+recording keeps every frame it was given). How the file is muxed and timed: ``recording.py``. Text is drawn with Pillow's built-in font (no OpenCV): each distinct label string is
 rasterised once and cached as an alpha bitmap, then blended with numpy.
 """
 from __future__ import annotations

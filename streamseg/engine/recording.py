@@ -76,7 +76,7 @@ def _check_codec(codec: str, format_name: str) -> None:
             probe.add_stream(codec, rate=30)
         except ValueError as exc:  # e.g. "'mp4' format does not support 'h263' codec"
             raise ConfigError(f"engine.record_codec {codec!r}: {exc}") from None
-    ctx = av.CodecContext.create(codec, "w")
+    ctx: Any = av.CodecContext.create(codec, "w")  # a VideoCodecContext (the stubs say CodecContext)
     ctx.width, ctx.height, ctx.pix_fmt = 64, 64, "yuv420p"
     ctx.time_base = TIME_BASE
     ctx.framerate = Fraction(30)
