@@ -3,6 +3,7 @@ recording failures reported before the run or at once on the status topic. Real 
 CLI, real files read back with PyAV, real ZeroMQ subscribers."""
 import os
 import signal
+import subprocess
 import time
 from fractions import Fraction
 
@@ -207,6 +208,15 @@ def test_bad_record_target_is_refused_before_the_run(tmp_path, target, extra, ne
     assert sorted(os.listdir(tmp_path)) == []  # nothing was created
 
 
+def _finish(proc, timeout_s: float = 15.0) -> tuple[str, str]:
+    """The run's stdout and stderr once it exits by itself (killed if it does not, in time)."""
+    try:
+        return proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate(timeout=5)
+
+
 def _full_disk_target(tmp_path):
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full on this machine")
@@ -216,24 +226,46 @@ def _full_disk_target(tmp_path):
 
 
 def test_recording_that_fails_mid_run_ends_the_stream_with_the_error_on_the_status_topic(tmp_path, free_port):
-    out = _full_disk_target(tmp_path)
+    """The recording goes to a pipe whose reader goes away after a few seconds: the next write fails
+    (EPIPE), the error is on the status topic at once and the stream ends (record_on_error=stop)."""
+    out = tmp_path / "pipe.mp4"
+    os.mkfifo(out)
+    reader = os.open(out, os.O_RDONLY | os.O_NONBLOCK)  # the engine's open then finds a reader
     address = f"tcp://127.0.0.1:{free_port}"
     segs: list = []
     statuses: list = []
+    received = 0
+    eos = None
+
+    def drain_pipe(_msg) -> bool:
+        nonlocal received
+        try:
+            received += len(os.read(reader, 1 << 16)) if reader >= 0 else 0
+        except BlockingIOError:
+            pass
+        return len(segs) >= 2 * 30 and len(statuses) >= 1 and received > 0
+
     with Subscriber(address) as sub:
         proc = start_cli("run", "--source", _live_uri(30), "--segmenter", "ground-truth", "--publish", address,
-                         "--record", str(out), "--max-frames", "600", "--quiet")
+                         "--record", str(out), "--max-frames", "900", "--quiet")
         try:
+            _collect(sub, segs, statuses, drain_pipe, timeout_s=30)
+            assert received > 0 and not any(s.error for s in statuses)  # recording, healthy
+            os.close(reader)
+            reader = -1
             eos = _collect(sub, segs, statuses, lambda m: m.kind == "eos", timeout_s=30)
         finally:
-            _, err = proc.communicate(timeout=15)
+            if reader >= 0:
+                os.close(reader)
+            _, err = _finish(proc)
     assert proc.returncode == 2, err
-    assert eos is not None and eos.reason == "error" and eos.seq < 599  # stopped at the failure
+    assert eos is not None and eos.reason == "error" and eos.seq < 899  # stopped at the failure
     failed = [s for s in statuses if s.error]
-    assert failed and "No space left on device" in failed[0].error and str(out) in failed[0].error
+    assert failed and "Broken pipe" in failed[0].error and str(out) in failed[0].error
+    assert failed[0].frames_out is not None and failed[0].frames_out <= eos.seq + 1
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("streamseg: error: stream 0: recording to ")
-    assert "No space left on device" in lines[0] and "Traceback" not in err
+    assert "Broken pipe" in lines[0] and "Traceback" not in err
 
 
 def test_record_on_error_continue_keeps_publishing_and_says_so_in_every_status(tmp_path, free_port):
@@ -248,7 +280,7 @@ def test_record_on_error_continue_keeps_publishing_and_says_so_in_every_status(t
         try:
             eos = _collect(sub, segs, statuses, lambda m: m.kind == "eos", timeout_s=30)
         finally:
-            out_text, err = proc.communicate(timeout=15)
+            out_text, err = _finish(proc)
     assert proc.returncode == 2, err  # the run went on, but it did not do all it was asked
     assert eos is not None and eos.reason == "stopped" and eos.seq == 59  # every frame published
     first_failed = next(i for i, s in enumerate(statuses) if s.error)

@@ -49,11 +49,12 @@ def check_record_target(path: str | Path, codec: str) -> None:
     if not parent.is_dir():
         raise ConfigError(f"cannot record to {p}: folder {parent} does not exist")
     existed = p.exists()
-    try:
-        with open(p, "ab"):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"cannot record to {p}: cannot create the file ({exc.strerror or exc})") from None
+    if not existed or p.is_file():  # a pipe or device the user named is not opened here (it may block)
+        try:
+            with open(p, "ab"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"cannot record to {p}: cannot create the file ({exc.strerror or exc})") from None
     if not existed:
         try:
             p.unlink()
