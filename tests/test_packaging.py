@@ -212,3 +212,12 @@ def test_installed_without_pygobject_a_live_source_falls_back_to_pyav_with_one_n
     assert re.search(r"^stream 0 \(testsrc://\S+\): 3 frames in ", proc.stdout, re.M), proc.stdout
     notices = [line for line in proc.stderr.splitlines() if line.startswith("streamseg: note: GStreamer")]
     assert len(notices) == 1 and "read with PyAV" in notices[0], proc.stderr
+
+
+@pytest.mark.slow
+def test_installed_without_the_minilm_extra_new_names_are_a_one_line_error(installed, tmp_path):
+    proc = _in_fresh(installed, tmp_path, "streamseg", "run", "--source", "synthetic://?fps=0&frames=2",
+                     "--names", "person,car", "--publish", "inproc://pkg-names")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("streamseg: error: ")]
+    assert len(errors) == 1 and "pip install 'streamseg[minilm]'" in errors[0], proc.stderr
