@@ -1,5 +1,6 @@
 """Robot-side consumer: follow the largest instance of one class.
 
+    streamseg run --source synthetic:// --max-frames 40 &  # the demo engine, on tcp://127.0.0.1:5555
     python examples/follow_class.py tcp://127.0.0.1:5555 --label disk
 
 Always works on the newest frame (drain-to-latest: a slow robot loop never lags behind the

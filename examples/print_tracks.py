@@ -1,6 +1,6 @@
 """Minimal consumer: print every tracked instance the engine publishes.
 
-    streamseg run --source synthetic:// &          # the demo, publishing on tcp://127.0.0.1:5555
+    streamseg run --source synthetic:// --duration 60 &   # the demo engine, on tcp://127.0.0.1:5555
     python examples/print_tracks.py tcp://127.0.0.1:5555 --count 30
 
 One line per frame, then one indented line per instance. Stops after --count frames or when every

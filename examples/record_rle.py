@@ -1,6 +1,7 @@
 """Recorder: write every track's mask of every frame as one COCO-RLE JSON line.
 
-    python examples/record_rle.py tcp://127.0.0.1:5555 tracks.jsonl --count 100
+    streamseg run --source synthetic:// --duration 60 &   # the demo engine, on tcp://127.0.0.1:5555
+    python examples/record_rle.py tcp://127.0.0.1:5555 tracks.jsonl --count 30
 
 Each line: {"stream", "seq", "frame_index", "epoch", "track_id", "class_id", "label", "score",
 "box_xyxy", "segmentation": {"size": [h, w], "counts": "..."}} where segmentation is the full-frame

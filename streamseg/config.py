@@ -40,7 +40,10 @@ class Config:
 
 _INT_LIMIT = 2**63  # every integer field must fit a signed 64-bit C integer
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"  # the shipped configs (checkout / editable)
+# The shipped configs are package data (the checkout's top-level configs/ links here), so a name like
+# ``cpu-mobilenet`` resolves from any folder after ``pip install .``; their relative checkpoint paths
+# point at the package's weights/ beside them.
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
 def packaged_configs() -> list[str]:

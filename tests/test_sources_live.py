@@ -240,10 +240,11 @@ def test_a_device_that_is_no_camera_fails_within_open_timeout():
 
 
 def test_auto_backend_falls_back_to_pyav_without_gstreamer(monkeypatch):
+    """Elements missing (the no-gi case runs in real subprocesses: test_sources_gst_optional.py)."""
     import streamseg.sources.gst_reader as gst_reader
 
-    monkeypatch.setattr(gst_reader, "gstreamer_available", lambda *elements: False)
+    monkeypatch.setattr(gst_reader, "gstreamer_problem", lambda *elements: "GStreamer lacks the element(s) x")
     assert open_source("rtsp://127.0.0.1:9/x", SourceOptions()).backend == "pyav"
     assert open_source("testsrc://?width=32&height=32", SourceOptions()).backend == "pyav"
-    with pytest.raises(SourceError, match="rtsp:// needs GStreamer"):
+    with pytest.raises(SourceError, match="rtsp:// needs GStreamer .*: GStreamer lacks the element"):
         open_source("rtsp://127.0.0.1:9/x", SourceOptions(backend="gstreamer"))

@@ -3,8 +3,13 @@
 The pipeline ends in ``videoconvert ! video/x-raw,format=RGB ! appsink drop=true max-buffers=1
 sync=false``: the sink keeps only the newest frame, so a slow consumer never builds latency. Samples
 are pulled with a timeout and the bus is polled for EOS/errors, so no GLib main loop is needed.
+GStreamer is optional: without PyGObject (or the elements a source needs) the "auto" backend reads
+with PyAV and says so in one stderr line per process.
 """
 from __future__ import annotations
+
+import functools
+import sys
 
 import numpy as np
 
@@ -28,13 +33,29 @@ def _gst():
     return Gst, GstVideo
 
 
-def gstreamer_available(*elements: str) -> bool:
-    """True when PyGObject, GStreamer and the named elements can be used in this process."""
+def gstreamer_problem(*elements: str) -> str | None:
+    """Why GStreamer cannot read a source needing ``elements`` in this process; None when it can."""
     try:
         Gst, _ = _gst()
-    except (ImportError, ValueError):
-        return False
-    return all(Gst.ElementFactory.find(name) is not None for name in elements)
+    except ImportError:
+        return "GStreamer's Python bindings (PyGObject's gi) are missing"
+    except ValueError:  # gi without the GStreamer typelibs
+        return "GStreamer's typelibs (gir1.2-gstreamer-1.0, gir1.2-gst-plugins-base-1.0) are missing"
+    missing = [name for name in elements if Gst.ElementFactory.find(name) is None]
+    return f"GStreamer lacks the element(s) {', '.join(missing)}" if missing else None
+
+
+def gstreamer_available(*elements: str) -> bool:
+    """True when PyGObject, GStreamer and the named elements can be used in this process."""
+    return gstreamer_problem(*elements) is None
+
+
+@functools.cache
+def _notice_fallback(problem: str) -> None:
+    """One stderr line per distinct problem and process: the fallback is fine, but should not be silent."""
+    print(f"streamseg: note: {problem}; live sources are read with PyAV (FFmpeg) instead "
+          "(for GStreamer: Debian's gstreamer1.0 packages and pip install 'streamseg[gstreamer]')",
+          file=sys.stderr, flush=True)
 
 
 def choose_backend(requested: str, elements: tuple[str, ...], what: str) -> str:
@@ -43,10 +64,13 @@ def choose_backend(requested: str, elements: tuple[str, ...], what: str) -> str:
         raise SourceError(f"unknown source backend '{requested}' (expected one of: {', '.join(BACKENDS)})")
     if requested == "pyav":
         return "pyav"
-    if gstreamer_available(*elements):
+    problem = gstreamer_problem(*elements)
+    if problem is None:
         return "gstreamer"
     if requested == "gstreamer":
-        raise SourceError(f"{what} needs GStreamer with {', '.join(elements)} (PyGObject and Debian gstreamer1.0 packages)")
+        raise SourceError(f"{what} needs GStreamer with {', '.join(elements)} (PyGObject and Debian gstreamer1.0 "
+                          f"packages): {problem}")
+    _notice_fallback(problem)
     return "pyav"
 
 
