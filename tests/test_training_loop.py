@@ -208,3 +208,30 @@ def test_sigint_finishes_the_step_and_saves_a_resumable_checkpoint(synth: Path, 
     assert cli_main(["train", "--config", TINY, "--data", str(synth), "--out", str(tmp_path / "more"),
                      "--steps", str(step + 1), "--resume", str(out / "last.pt"), *FAST]) == 0
     assert [r["step"] for r in _log(tmp_path / "more" / "train_log.jsonl") if "event" not in r] == [step + 1]
+
+
+def test_held_out_ap_is_logged_during_training_and_matches_streamseg_eval(synth: Path, tmp_path: Path,
+                                                                          capsys) -> None:
+    out = tmp_path / "run"
+    with one_torch_thread():
+        assert cli_main(["train", "--config", TINY, "--data", str(synth), "--out", str(out), "--steps", "4",
+                         "--eval-data", str(synth), "--eval-every", "2", *FAST]) == 0
+    evals = [r for r in _log(out / "train_log.jsonl") if r.get("event") == "eval"]
+    assert [r["step"] for r in evals] == [2, 4]  # every 2 steps, and at the end
+    assert all(r["eval_videos"] == 1 and -1.0 <= r["AP"] <= 1.0 for r in evals)
+    assert "held-out AP" in capsys.readouterr().err
+    assert (out / "ap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The last record scores the final model exactly as `streamseg eval` does.
+    assert cli_main(["eval", "--config", TINY, "--checkpoint", str(out / "model.pt"), "--data", str(synth),
+                     "--json", "--max-videos", "1"]) == 0
+    stats = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("AP", "AP50", "AP75", "AR1", "AR10"):
+        assert evals[-1][key] == pytest.approx(stats[key], abs=1e-4), key
+
+
+def test_eval_data_errors_before_training(synth: Path, tmp_path: Path, capsys) -> None:
+    assert cli_main(["train", "--config", TINY, "--data", str(synth), "--out", str(tmp_path / "r"),
+                     "--eval-data", str(tmp_path / "missing"), *FAST]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing" in err[0]
+    assert not (tmp_path / "r").exists()

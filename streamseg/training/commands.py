@@ -33,6 +33,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init", default=None, metavar="CKPT",
                    help="start from the weights of CKPT that fit the model (name and shape), e.g. a VIS "
                    "model gaining the target encoder; the optimiser starts fresh at step 0")
+    p.add_argument("--eval-data", default=None, metavar="DIR",
+                   help="held-out dataset scored online (AP) every --eval-every steps and at the end; "
+                   "logged and drawn in OUT/ap.png (sets train.eval_data)")
+    p.add_argument("--eval-every", type=int, default=None, metavar="N",
+                   help="steps between held-out evaluations (train.eval_every, default 500)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads per process (default 1: it does not collapse when other work shares the cores)")
@@ -64,7 +69,7 @@ def _train(args: argparse.Namespace) -> int:
         config_path=args.config, overrides=args.set, data=args.data, ratios=_parse_ratios(args.ratios),
         out=args.out, steps=args.steps, resume=args.resume, device=args.device,
         progress=not args.no_progress, threads=args.threads,
-        max_minutes=args.max_minutes, init=args.init,
+        max_minutes=args.max_minutes, init=args.init, eval_data=args.eval_data, eval_every=args.eval_every,
     )
     if result is not None:
         first = f"{result.first_loss:.4f}" if result.first_loss is not None else "-"

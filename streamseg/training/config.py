@@ -61,6 +61,12 @@ class TrainConfig:
     target_weight: float = 1.0
     max_train_targets: int = 3
     target_prompts: list[str] = field(default_factory=lambda: ["mask", "box", "point"])
+    # Held-out AP while training (`train --eval-data`): every eval_every steps and at the end, the
+    # model runs online over the first eval_videos videos of eval_data; logged as "eval" records
+    # and drawn in ap.png. None = no evaluation.
+    eval_data: str | None = None  # held-out dataset (folder or JSON) scored during training; None = off
+    eval_every: int = 500  # steps between held-out evaluations (one more at the end)
+    eval_videos: int = 8  # held-out videos per evaluation (its first N)
 
     def validate(self) -> None:
         require(self.lr > 0, "lr must be > 0")
@@ -85,6 +91,8 @@ class TrainConfig:
         require(self.checkpoint_every >= 1, "checkpoint_every must be >= 1")
         require(self.keep_checkpoints >= 0, "keep_checkpoints must be >= 0")
         require(self.log_every >= 1, "log_every must be >= 1")
+        require(self.eval_every >= 1, "eval_every must be >= 1")
+        require(self.eval_videos >= 1, "eval_videos must be >= 1")
         require(bool(self.log), "log must be a file name")
         for name in ("class_weight", "mask_weight", "dice_weight", "taxo_weight", "tcm_weight"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0")

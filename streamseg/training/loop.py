@@ -108,6 +108,11 @@ class Trainer:
         self.criterion = criterion_from_config(config)
         self.text_emb = torch.from_numpy(np.asarray(vocabulary.embeddings, dtype=np.float32)).to(info.device)
         self.step = 0
+        self.heldout = None
+        if self.tcfg.eval_data and info.is_main:
+            from streamseg.training.heldout import HeldOutEval
+
+            self.heldout = HeldOutEval(self.tcfg.eval_data, config, self.tcfg.eval_videos)
         torch.manual_seed(self.tcfg.seed * 1000 + 17 + info.rank)  # per-rank stream for points/dropout
 
     # ------------------------------------------------------------------ one step
@@ -225,6 +230,8 @@ class Trainer:
                     if self.step % t.checkpoint_every == 0 and self.step < total_steps:
                         self.save(self.out / f"step_{self.step:07d}.pt", with_state=True)
                         self._prune_checkpoints()
+                    if self.step % t.eval_every == 0 and self.step < total_steps and not time_up:
+                        self._evaluate(log_path, time.perf_counter() - t_start)
                     if time_up:
                         break
             finally:
@@ -235,6 +242,7 @@ class Trainer:
         self.save(self.out / "last.pt", with_state=True)
         final = self.out / "model.pt"
         self.save(final, with_state=False)
+        self._evaluate(log_path, time.perf_counter() - t_start)
         seconds = time.perf_counter() - t_start
         summary = self._end_summary(start_step, seconds)
         if self.info.is_main:
@@ -245,6 +253,26 @@ class Trainer:
             plot_run(log_path, self.out, LOSS_KEYS)
         return TrainResult(self.step, final, log_path, seconds, first_loss, last_loss,
                            bool(summary["ranks_in_sync"]))
+
+    def _evaluate(self, log_path: Path, elapsed: float) -> None:
+        """Held-out AP of the model as it is now, as one "eval" log record (rank 0; the other
+        ranks wait at the barrier, so every rank resumes training together)."""
+        if self.tcfg.eval_data:
+            if self.heldout is not None:
+                import random
+
+                # Inference draws no randomness, but keep the training streams untouched anyway.
+                torch_state, np_state, py_state = torch.get_rng_state(), np.random.get_state(), random.getstate()
+                stats = self.heldout(self.model, self.info.device)
+                torch.set_rng_state(torch_state)
+                np.random.set_state(np_state)
+                random.setstate(py_state)
+                record = {"event": "eval", "step": self.step, "elapsed_s": round(elapsed, 2), **stats}
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                print(f"train: step {self.step}: held-out AP {stats['AP']:.3f} (AP50 {stats['AP50']:.3f}, "
+                      f"{stats['eval_videos']} videos, {stats['eval_s']:.0f} s)", file=sys.stderr, flush=True)
+            barrier(self.info)
 
     def _time_is_up(self, elapsed: float, limit: float) -> bool:
         """Every rank stops at the same step: rank clocks differ, so they agree on it."""

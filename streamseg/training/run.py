@@ -22,6 +22,8 @@ def run_training(
     threads: int | None = None,
     max_minutes: float | None = None,
     init: str | None = None,
+    eval_data: str | None = None,
+    eval_every: int | None = None,
 ) -> TrainResult | None:
     """Train as the CLI asks; returns the result on rank 0 (None on the other ranks)."""
     import torch
@@ -46,6 +48,16 @@ def run_training(
             raise ConfigError("--steps must be >= 1")
         overrides.append(f"train.steps={steps}")
     cfg = load_config(config_path, overrides)
+    if eval_data is not None:
+        cfg.train.eval_data = eval_data
+    if eval_every is not None:
+        if eval_every < 1:
+            raise ConfigError("--eval-every must be >= 1")
+        cfg.train.eval_every = eval_every
+    if cfg.train.eval_data:
+        from streamseg.data.ytvis import resolve_annotations
+
+        resolve_annotations(cfg.train.eval_data)  # a missing held-out set fails now, not after an hour
     paths = list(data) if data else list(cfg.train.datasets)
     if ratios is None and cfg.train.ratios:
         ratios = list(cfg.train.ratios)
