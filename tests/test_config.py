@@ -96,3 +96,26 @@ def test_device_specs_resolve_or_fail_in_one_line():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA device"):
             resolve_device("cuda:0")
+
+
+def test_inference_threads_default_to_half_the_usable_cores(monkeypatch) -> None:
+    import os
+
+    import torch
+
+    from streamseg.config import load_config
+    from streamseg.predictor.device import inference_threads
+    from streamseg.predictor.segmenter import build_segmenter
+
+    assert inference_threads(3) == 3  # an explicit setting wins
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert inference_threads(0) == 8
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert inference_threads(0) == 1  # never 0
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    before = torch.get_num_threads()
+    try:
+        build_segmenter(load_config("tiny-test"))  # model.threads = 0: auto
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -30,7 +30,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--soak", type=int, default=0, help="also run N frames and report RSS after 1000 and N")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="torch CPU threads (default: the config's model.threads; 0 = one per core)")
+                   help="torch CPU threads (default: the config's model.threads; 0 = half the cores, at least 1)")
     p.add_argument("--targets", default=None, metavar="N1,N2,...",
                    help="also measure with N prompted targets per stream (e.g. 0,1,3), each count run "
                    "interleaved with the others in rounds on the first size")

@@ -64,9 +64,9 @@ class ModelConfig:
     # M: prototypes per query slot kept (FIFO) by the tracker's memory bank and read by the memory
     # reader before decoding. One field for training and inference, so a checkpoint runs as trained.
     memory_length: int = 16
-    # torch intra-op CPU threads for inference; 0 = torch's default (one per core). On a machine
-    # shared with other busy processes, 1 avoids oversubscription (measured 10x faster here).
-    threads: int = 0
+    # torch intra-op CPU threads for inference; 0 = auto: half the usable cores, at least 1 (one
+    # thread per core collapses as soon as other work wants a core: measured 5x+ slower here).
+    threads: int = 0  # inference CPU threads (0 = half the cores, at least 1)
     dropout: float = 0.0
     # Targets (TarViS): prompted objects decoded as extra queries beside the class queries.
     max_targets: int = 8  # target slots per stream (fixed, so the state stays bounded)

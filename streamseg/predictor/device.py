@@ -27,3 +27,19 @@ def resolve_device(spec: str | None) -> Any:
     if index >= torch.cuda.device_count():
         raise ConfigError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here")
     return torch.device("cuda", index)
+
+
+def inference_threads(configured: int) -> int:
+    """torch intra-op threads for inference: ``configured`` if set, else half the usable cores
+    (at least 1). A full set of OpenMP threads collapses when anything else wants a core (the
+    decode thread, a second stream, another process): measured here, `streamseg eval` with 2
+    threads on 2 busy cores did not finish in 15 minutes, with 1 it took 3."""
+    import os
+
+    if configured > 0:
+        return configured
+    try:
+        cores = len(os.sched_getaffinity(0))  # the cores this process may use (containers, taskset)
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // 2)

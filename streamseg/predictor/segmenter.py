@@ -274,8 +274,9 @@ def build_segmenter(config: Config | None = None, checkpoint: str | None = None,
         from streamseg.predictor.checkpoint import checkpoint_config
 
         config = checkpoint_config(load_checkpoint(checkpoint))
-    if config.model.threads > 0:
-        torch.set_num_threads(config.model.threads)  # process-wide: torch has no per-module setting
+    from streamseg.predictor.device import inference_threads
+
+    torch.set_num_threads(inference_threads(config.model.threads))  # process-wide: no per-module setting
     path = checkpoint if checkpoint is not None else config.checkpoint
     data = load_checkpoint(path) if path else None  # a bad file fails before the model is built
     model_cfg = config.model
