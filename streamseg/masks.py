@@ -62,3 +62,17 @@ def paste(crop: np.ndarray, box: MaskBox, frame_height: int, frame_width: int) -
     full = np.zeros((frame_height, frame_width), dtype=bool)
     full[y:y + h, x:x + w] = crop
     return full
+
+
+def crop_iou(crop_a: np.ndarray, box_a: MaskBox, crop_b: np.ndarray, box_b: MaskBox) -> float:
+    """IoU of two placed crops, computed on the union of their boxes only (no full frame)."""
+    xa, ya, wa, ha = box_a
+    xb, yb, wb, hb = box_b
+    x0, y0 = min(xa, xb), min(ya, yb)
+    x1, y1 = max(xa + wa, xb + wb), max(ya + ha, yb + hb)
+    a = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    b = np.zeros_like(a)
+    a[ya - y0:ya - y0 + ha, xa - x0:xa - x0 + wa] = crop_a
+    b[yb - y0:yb - y0 + hb, xb - x0:xb - x0 + wb] = crop_b
+    union = int(np.count_nonzero(a | b))
+    return int(np.count_nonzero(a & b)) / union if union else 0.0

@@ -64,6 +64,8 @@ def main(args: argparse.Namespace) -> int:
         report["sizes"][f"{width}x{height}"] = _measure(seg, vocab, width, height, args.frames)
     if getattr(args, "targets", None):
         report["targets"] = _measure_targets(seg, vocab, sizes[0], _parse_counts(args.targets), args.frames)
+    if getattr(args, "speedups", None):
+        report["speedups"] = _compare_speedups(cfg, checkpoint, device, vocab, sizes[0], args.speedups, args.frames)
     report["memory"] = _memory(seg, vocab, sizes[0], device)
     if args.soak:
         report["soak"] = _soak(seg, vocab, sizes[0], args.soak)
@@ -140,6 +142,69 @@ def _measure_targets(seg, vocab, size: tuple[int, int], counts: list[int], n: in
         out[str(c)] = {"frames": len(per[c]), "ms_median": round(med * 1e3, 2),
                        "fps_median": round(1.0 / med, 2), "fps_mean": round(len(per[c]) / sum(per[c]), 2)}
     return {"size": f"{width}x{height}", "counts": out}
+
+
+def _compare_speedups(cfg, checkpoint, device: str, vocab, size: tuple[int, int], text: str, n: int,
+                      rounds: int = 5) -> dict[str, Any]:
+    """Frame rate of each speed-up choice ("none", "int8", "int8+compile", ...): one segmenter per
+    choice, stepped in interleaved rounds so that a load change on a shared machine hits every
+    choice alike; ratios are to the first choice. Agreement: the share of the first choice's
+    published instances that the other reproduces (same track id, mask IoU >= 0.9)."""
+    import copy
+
+    from streamseg.errors import ConfigError
+    from streamseg.predictor.segmenter import build_segmenter
+    from streamseg.predictor.speedups import check_speedups
+
+    choices = [c.strip() for c in text.split(",") if c.strip()]
+    if not choices:
+        raise ConfigError("--speedups: give choices such as none,int8,compile")
+    width, height = size
+    frames = _frames(width, height, min(max(n, 2), _PRERENDER))
+    segs, states, per, outs = {}, {}, {}, {}
+    for choice in choices:
+        names = [] if choice == "none" else choice.split("+")
+        check_speedups(names)
+        c = copy.deepcopy(cfg)
+        c.model.cpu_speedups = names
+        segs[choice] = build_segmenter(c, checkpoint, device=device)
+        states[choice] = segs[choice].init_state(vocab)
+        for i in range(_WARMUP):  # (and the compile of each size)
+            segs[choice].step(states[choice], frames[i % len(frames)])
+        per[choice], outs[choice] = [], []
+    for _ in range(rounds):
+        for choice in choices:
+            for i in range(max(1, n // rounds)):
+                f = copy.copy(frames[i % len(frames)])
+                t0 = time.perf_counter()
+                tracks = segs[choice].step(states[choice], f)
+                per[choice].append(time.perf_counter() - t0)
+                outs[choice].append(tracks)
+    base = choices[0]
+    result = {}
+    for choice in choices:
+        med = statistics.median(per[choice])
+        result[choice] = {"frames": len(per[choice]), "ms_median": round(med * 1e3, 2),
+                          "fps_median": round(1.0 / med, 2),
+                          "speed_ratio": round(statistics.median(per[base]) / med, 3),
+                          "agreement": round(_agreement(outs[base], outs[choice]), 3)}
+    return {"size": f"{width}x{height}", "choices": result}
+
+
+def _agreement(reference: list, other: list) -> float:
+    import numpy as np
+
+    from streamseg.masks import crop_iou
+
+    hits = total = 0
+    for a, b in zip(reference, other):
+        by_id = {x.track_id: x for x in b.instances}
+        for inst in a.instances:
+            total += 1
+            o = by_id.get(inst.track_id)
+            if o is not None and crop_iou(inst.crop, inst.mask_box, o.crop, o.mask_box) >= 0.9:
+                hits += 1
+    return hits / total if total else float(np.nan)
 
 
 def _measure(seg, vocab, width: int, height: int, n: int) -> dict[str, Any]:
@@ -268,6 +333,13 @@ def _print(r: dict[str, Any]) -> None:
             f"{c}: {m['fps_median']} fps ({m['ms_median']} ms median"
             + (f", {100 * (1 - m['fps_median'] / base['fps_median']):+.1f} % fps cost" if base and c != "0" else "")
             + ")" for c, m in t["counts"].items()))
+    if "speedups" in r:
+        sp = r["speedups"]
+        print(f"speed-ups at {sp['size']} (segmenter.step, interleaved rounds; ratio to the first; agreement = "
+              f"its instances reproduced):")
+        for c, m in sp["choices"].items():
+            print(f"  {c:>22}: {m['fps_median']:6.2f} fps ({m['ms_median']} ms median), x{m['speed_ratio']}, "
+                  f"agreement {m['agreement']}")
     if "soak" in r:
         s = r["soak"]
         print(f"soak: {s['frames']} frames at {s['fps']} fps; RSS MB after " +

@@ -67,6 +67,8 @@ class ModelConfig:
     # torch intra-op CPU threads for inference; 0 = auto: half the usable cores, at least 1 (one
     # thread per core collapses as soon as other work wants a core: measured 5x+ slower here).
     threads: int = 0  # inference CPU threads (0 = half the cores, at least 1)
+    # Inference-only speed-ups (predictor/speedups.py), measured by bench model and eval.
+    cpu_speedups: list[str] = field(default_factory=list)  # of int8, compile, no_channels_last
     dropout: float = 0.0
     # Targets (TarViS): prompted objects decoded as extra queries beside the class queries.
     max_targets: int = 8  # target slots per stream (fixed, so the state stays bounded)
@@ -98,6 +100,9 @@ class ModelConfig:
         require(self.adapter_dim > 0, "adapter_dim must be > 0")
         require(self.memory_length >= 1, "memory_length must be >= 1")
         require(self.threads >= 0, "threads must be >= 0")
+        from streamseg.predictor.speedups import check_speedups
+
+        check_speedups(list(self.cpu_speedups))
         require(self.swin_embed_dim > 0 and len(self.swin_depths) == 4 and len(self.swin_heads) == 4
                 and all(d >= 1 for d in self.swin_depths) and all(h >= 1 for h in self.swin_heads),
                 "swin_depths and swin_heads must each list 4 positive numbers")

@@ -298,6 +298,10 @@ def build_segmenter(config: Config | None = None, checkpoint: str | None = None,
     else:
         encoder_id = vocab.encoder_id if vocab is not None else encoder_id_for_spec(config.vocabulary.encoder)
     model.eval().to(device)
+    if model_cfg.cpu_speedups:
+        from streamseg.predictor.speedups import apply_speedups
+
+        model = apply_speedups(model, list(model_cfg.cpu_speedups), device)
     segmenter = OnlineSegmenter(model, config, encoder_id, vocab, device)
     # The classes the checkpoint was trained on (run says when a vocabulary shares none of them).
     segmenter.trained_names = list(ckpt_vocab.names) if data is not None else None
