@@ -39,7 +39,8 @@ def test_dead_rtsp_url(free_port):
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
     url = f"rtsp://127.0.0.1:{dead}/none"
-    line = _assert_one_line_error(_run(free_port, "--source", url, "--set", "source.open_timeout_s=1"), url)
+    line = _assert_one_line_error(_run(free_port, "--source", url, "--set", "source.open_timeout_s=1",
+                                        "--set", "source.reconnect_attempts=1"), url)
     assert "stream 0" in line
 
 

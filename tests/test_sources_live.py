@@ -108,17 +108,53 @@ def test_bad_testsrc_pattern():
 
 @needs_rtsp
 @pytest.mark.parametrize("backend", ["gstreamer", "pyav"])
-def test_dead_rtsp_url_fails_within_open_timeout(free_port, backend):
-    source = open_source(f"rtsp://127.0.0.1:{free_port}/nothing", SourceOptions(open_timeout_s=1.0, backend=backend))
+def test_dead_rtsp_url_fails_after_the_configured_attempts(free_port, backend):
+    opts = SourceOptions(open_timeout_s=1.0, backend=backend, reconnect_attempts=3,
+                         reconnect_initial_s=0.05, reconnect_max_s=0.1)
+    source = open_source(f"rtsp://127.0.0.1:{free_port}/nothing", opts)
     assert source.state == "connecting"
-    t0 = time.monotonic()
     with pytest.raises(SourceError) as err:
         next(iter(source.frames()))
-    elapsed = time.monotonic() - t0
     message = str(err.value)
-    assert message.startswith(f"cannot connect to rtsp://127.0.0.1:{free_port}/nothing within 1s")
+    assert message.startswith(f"cannot connect to rtsp://127.0.0.1:{free_port}/nothing within 1s (3 attempts): ")
     assert "\n" not in message
-    assert elapsed < 1.0 + 2.0  # gave up at the open timeout (bound with slack for a loaded machine)
+    assert source.attempts == 3 and source.state == "ended"
+
+
+@needs_rtsp
+@pytest.mark.parametrize("backend", ["gstreamer", pytest.param("pyav", marks=pytest.mark.slow)])
+def test_rtsp_source_started_before_its_server_retries_until_it_is_up(free_port, backend):
+    """No server at start: the default options keep retrying (state "reconnecting"), frames come once it is up."""
+    server = RtspTestServer(free_port, width=160, height=120)
+    source = open_source(server.url, SourceOptions(backend=backend, open_timeout_s=2.0))
+    assert source.options.reconnect_attempts == 0  # the default retries forever
+    seen = {}
+
+    def start_late():
+        deadline = time.monotonic() + 5
+        while source.state != "reconnecting" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen["state"], seen["error"] = source.state, source.last_error
+        time.sleep(1.0)
+        seen["attempts"] = source.attempts
+        server.start()
+        seen["up"] = time.monotonic()
+
+    control = threading.Thread(target=start_late)
+    control.start()
+    try:
+        frames = take(source, 5, timeout_s=20.0)
+        seen["first"] = time.monotonic()
+    finally:
+        control.join()
+        server.stop()
+    assert seen["state"] == "reconnecting" and seen["error"], seen
+    assert seen["attempts"] >= 2  # it really retried while the port was closed
+    assert len(frames) == 5 and frames[0].image.shape == (120, 160, 3)
+    assert [f.epoch for f in frames] == [0] * 5  # the first connection is epoch 0, however long it took
+    assert frames[0].image.std() > 10
+    print(f"\nRTSP[{backend}] started late: 5 frames {seen['first'] - seen['up']:.3f}s after the server listened "
+          f"({seen['attempts']} attempts while it was down)")
 
 
 @needs_rtsp
@@ -231,7 +267,8 @@ def test_rtsp_pyav_fallback_reads_frames(free_port):
 @_needs("v4l2src")
 def test_a_device_that_is_no_camera_fails_within_open_timeout():
     """/dev/null exists but is no V4L2 device: v4l2src really runs and its error is reported."""
-    source = open_source("camera:/dev/null?width=640&height=480&fps=30", SourceOptions(open_timeout_s=0.5))
+    source = open_source("camera:/dev/null?width=640&height=480&fps=30",
+                         SourceOptions(open_timeout_s=0.5, reconnect_attempts=1))
     assert source.backend == "gstreamer" and source.fps == 30.0
     with pytest.raises(SourceError) as err:
         next(iter(source.frames()))
