@@ -38,7 +38,8 @@ def run_command(args: argparse.Namespace) -> int:
                           checkpoint=args.checkpoint, device=args.device, vocabulary=_names(args) or args.vocab, record=args.record,
                           max_frames=args.max_frames, duration_s=args.duration,
                           on_status=_status_printer() if show_line else None,
-                          on_stream_error=_print_stream_error, curve=curve)
+                          on_stream_error=_print_stream_error, on_stream_warning=_print_stream_warning,
+                          curve=curve)
     _note_other_classes(engine)
     publisher = engine.publisher  # the socket itself, before a results tee wraps it
     tee = _results_tee(args, engine.publisher)
@@ -192,6 +193,10 @@ def _results_tee(args: argparse.Namespace, publisher):
 
 def _print_stream_error(stream: str, message: str) -> None:
     print(f"streamseg: error: stream {stream}: {message}", file=sys.stderr, flush=True)
+
+
+def _print_stream_warning(stream: str, message: str) -> None:
+    print(f"streamseg: warning: stream {stream}: {message}", file=sys.stderr, flush=True)
 
 
 def _status_printer():
