@@ -82,6 +82,7 @@ class ReconnectingSource:
         self.last_error: str | None = None
         self._connect = connect
         self._probe = probe
+        self._probe_up: bool | None = None  # the probe's last answer (None: not asked yet)
         self._closed = threading.Event()
 
     def close(self) -> None:
@@ -128,20 +129,28 @@ class ReconnectingSource:
             self.state = "ended"
 
     def _back_off(self, delay_s: float) -> None:
-        """Wait ``delay_s``, or less: until close(), or until the probe sees the endpoint come up."""
+        """Wait ``delay_s``, or less: until close(), or until the probe sees the endpoint come up.
+
+        The probe's last answer is kept across waits: a server that came up during the failed
+        attempt (it listens before it serves) gets only ``reconnect_initial_s``, not the grown delay.
+        """
         if self._probe is None:
             self._closed.wait(delay_s)
             return
+        up = self._probe()
+        if up and self._probe_up is False:
+            delay_s = min(delay_s, self.options.reconnect_initial_s)
+        self._probe_up = up
         end = time.monotonic() + delay_s
-        was_up = self._probe()
         while not self._closed.is_set():
             remaining = end - time.monotonic()
             if remaining <= 0 or self._closed.wait(min(PROBE_INTERVAL_S, remaining)):
                 return
             up = self._probe()
-            if up and not was_up:
+            came_up = up and not self._probe_up
+            self._probe_up = up
+            if came_up:
                 return
-            was_up = up
 
     def _attempt(self, budget_s: float):
         """Connect and wait for the first frame; returns (first, reader) or None (reason in last_error)."""
