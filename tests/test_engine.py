@@ -14,8 +14,7 @@ from streamseg.engine.pipeline import Engine, StreamSpec
 from streamseg.errors import SourceError
 from streamseg.interface import Frame, Vocabulary
 from streamseg.sources import SourceOptions, open_source
-from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
-from streamseg.transport import Publisher, Subscriber, protocol
+from streamseg.transport import Publisher, Subscriber
 
 VOCAB = Vocabulary(names=list(SYNTHETIC_CLASSES))
 

@@ -319,6 +319,7 @@ def test_rtsp_twenty_server_restarts_resume_fast_and_leak_nothing(free_port):
         guard = threading.Timer(restarts * 10.0, source.close)
         guard.start()
         resume, detect, fds = [], [], []
+        back = 0.0  # when the server last came back
         try:
             for epoch in range(restarts + 1):
                 deadline = time.monotonic() + 10
