@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -117,16 +118,17 @@ def _serve(port: int, path: str, width: int, height: int, fps: int, pattern: str
 
 
 def write_numbered_video(path: str, n: int, width: int = 64, height: int = 48, fps: int = 10,
-                         codec: str = "libx264") -> list[int]:
+                         codec: str = "libx264", faststart: bool = False) -> list[int]:
     """Encode ``n`` frames where frame i is a flat grey of level ``levels[i]``; returns the levels.
 
     Flat frames survive lossy coding almost exactly, so a reader's frame i can be identified by
-    its mean brightness (levels are 8 apart).
+    its mean brightness (levels are 8 apart). ``faststart``: the MP4 index goes first, so a
+    truncated copy still opens and decodes up to where it was cut.
     """
     import av
 
     levels = [(16 + 8 * i) % 240 for i in range(n)]
-    with av.open(path, "w") as container:
+    with av.open(path, "w", options={"movflags": "+faststart"} if faststart else None) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if codec == "libx264":
@@ -139,6 +141,41 @@ def write_numbered_video(path: str, n: int, width: int = 64, height: int = 48, f
         for packet in stream.encode():
             container.mux(packet)
     return levels
+
+
+class SilentTcpServer:
+    """A loopback TCP server that accepts connections and never sends a byte (a hung encoder)."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(4)
+        self._sock.settimeout(0.1)
+        self.port = self._sock.getsockname()[1]
+        self.accepted = 0
+        self._conns: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:  # timeout: look at the stop flag again
+                continue
+            self._conns.append(conn)
+            self.accepted += 1
+
+    def __enter__(self) -> "SilentTcpServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for conn in self._conns:
+            conn.close()
+        self._sock.close()
 
 
 def nearest_level(image: np.ndarray, levels: list[int]) -> int:

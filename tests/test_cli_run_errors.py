@@ -39,8 +39,19 @@ def test_dead_rtsp_url(free_port):
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
     url = f"rtsp://127.0.0.1:{dead}/none"
-    line = _assert_one_line_error(_run(free_port, "--source", url, "--set", "source.open_timeout_s=1"), url)
+    line = _assert_one_line_error(_run(free_port, "--source", url, "--set", "source.open_timeout_s=1",
+                                        "--set", "source.reconnect_attempts=1"), url)
     assert "stream 0" in line
+
+
+def test_silent_tcp_server(free_port):
+    from sources_helpers import SilentTcpServer
+
+    with SilentTcpServer() as server:
+        url = f"tcp://127.0.0.1:{server.port}"
+        line = _assert_one_line_error(_run(free_port, "--source", url, "--set", "source.open_timeout_s=1"), url)
+    assert line.endswith("no data within 1s (connected, but the sender is silent)")
+    assert "Immediate exit" not in line
 
 
 def test_unknown_scheme(free_port):

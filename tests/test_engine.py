@@ -14,8 +14,7 @@ from streamseg.engine.pipeline import Engine, StreamSpec
 from streamseg.errors import SourceError
 from streamseg.interface import Frame, Vocabulary
 from streamseg.sources import SourceOptions, open_source
-from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES, SceneConfig, SyntheticScene
-from streamseg.transport import Publisher, Subscriber, protocol
+from streamseg.transport import Publisher, Subscriber
 
 VOCAB = Vocabulary(names=list(SYNTHETIC_CLASSES))
 
@@ -151,6 +150,29 @@ def test_source_error_ends_only_its_stream(wire, tmp_path, capsys):
     assert capsys.readouterr().err == ""
     with av.open(str(record)) as container:  # what the failed stream produced is kept, playable
         assert sum(1 for _ in container.decode(video=0)) == 3
+
+
+def test_a_truncated_file_ends_its_stream_normally_with_a_warning(wire, tmp_path):
+    from sources_helpers import write_numbered_video
+
+    pub, sub = wire
+    whole, cut = tmp_path / "whole.mp4", tmp_path / "cut.mp4"
+    write_numbered_video(str(whole), 40, fps=10, faststart=True)
+    data = whole.read_bytes()
+    cut.write_bytes(data[:len(data) // 2])
+    warned = []
+    engine = Engine(BrightRegionSegmenter(), Vocabulary(names=["bright"]),
+                    [StreamSpec("cut", open_source(str(cut), SourceOptions()))], publisher=pub,
+                    on_stream_warning=lambda stream, message: warned.append((stream, message)))
+    report = engine.run()
+    segs, eos, _ = _drain(sub)
+    n = len(segs["cut"])
+    assert 0 < n < 40 and [m.seq for m in segs["cut"]] == list(range(n))  # every decoded frame went out
+    assert eos["cut"].reason == "end" and eos["cut"].seq == n - 1
+    assert report.errors == []
+    assert len(warned) == 1 and warned[0][0] == "cut"
+    assert warned[0][1].startswith(f"{cut}: file ended early: {n} frames decoded of 40 expected")
+    assert report.warnings == [f"stream cut: {warned[0][1]}"]
 
 
 def test_streams_are_served_round_robin_and_status_carries_stage_latencies(wire):

@@ -1,5 +1,6 @@
 """A real RTSP server (GstRtspServer, 127.0.0.1) dies and comes back while the engine runs."""
 import re
+import select
 import subprocess
 import sys
 import threading
@@ -59,6 +60,11 @@ def test_engine_reconnects_after_server_restart_and_messages_resume(free_port):
         before = [m for m in messages if m.kind == "seg"]
         assert all(m.epoch == 0 for m in before)
         assert any(i.label == "bright" for m in before for i in m.instances)  # the ball was segmented
+        # The follower must see epoch 0 before the outage (a loaded machine starts Python slowly, and
+        # the resume is ~0.1 s: it could otherwise join after the reconnect and see no epoch change).
+        ready, _, _ = select.select([follower.stdout], [], [], 30)
+        assert ready, "the follower printed nothing within 30 s"
+        first_line = follower.stdout.readline()
 
         server.stop()
         time.sleep(1.0)
@@ -99,7 +105,7 @@ def test_engine_reconnects_after_server_restart_and_messages_resume(free_port):
 
     # the robot-side example noticed the reconnect and stopped at EOS
     assert follower.returncode == 0, follow_err
-    lines = follow_out.strip().splitlines()
+    lines = (first_line + follow_out).strip().splitlines()
     assert any(re.match(r"epoch [1-9]\d*: source reconnected, resetting target$", line) for line in lines), follow_out
     assert lines[-1] == "eos stream=cam reason=stopped: stopping"
     assert any(" follow id=1" in line for line in lines)

@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 import pytest
-from sources_helpers import nearest_level, write_numbered_video
+from sources_helpers import SilentTcpServer, nearest_level, write_numbered_video
 
 from streamseg.errors import SourceError
 from streamseg.sources import SourceOptions, open_source
@@ -93,3 +93,32 @@ def test_corrupt_files_give_a_one_line_error(tmp_path, numbered_mp4):
             list(open_source(str(path), SourceOptions()).frames())
         message = str(err.value)
         assert "\n" not in message and str(path) in message
+
+
+def test_a_truncated_file_yields_what_decodes_then_ends_with_a_warning(tmp_path):
+    whole = tmp_path / "whole.mp4"
+    levels = write_numbered_video(str(whole), 60, fps=10, faststart=True)  # index first: still opens when cut
+    cut = tmp_path / "cut.mp4"
+    data = whole.read_bytes()
+    cut.write_bytes(data[:len(data) // 2])
+    source = open_source(str(cut), SourceOptions())
+    assert source.total_frames == 60 and source.warning is None
+    frames = list(source.frames())
+    n = len(frames)
+    assert 0 < n < 60
+    assert [nearest_level(f.image, levels) for f in frames] == list(range(n))  # every frame that was there
+    assert source.warning.startswith(f"{cut}: file ended early: {n} frames decoded of 60 expected")
+    assert "\n" not in source.warning
+    whole_source = open_source(str(whole), SourceOptions())
+    assert len(list(whole_source.frames())) == 60 and whole_source.warning is None
+
+
+def test_a_silent_tcp_server_gives_a_one_line_timeout_error():
+    """FFmpeg reports its interrupted wait as "Immediate exit requested"; say what happened instead."""
+    with SilentTcpServer() as server:
+        url = f"tcp://127.0.0.1:{server.port}"
+        with pytest.raises(SourceError) as err:
+            open_source(url, SourceOptions(open_timeout_s=0.5))
+        assert server.accepted >= 1  # it really connected
+    message = str(err.value)
+    assert message == f"cannot read video {url}: no data within 0.5s (connected, but the sender is silent)"

@@ -234,3 +234,26 @@ def test_seq_going_backwards_is_a_restart_not_a_gap(tcp_pair):
     got = [_recv_seg(sub) for _ in range(5)]
     assert [m.seq_gap for m in got] == [0] * 5
     assert (sub.restarts, sub.gaps, sub.last_seq["cam0"]) == (1, 0, 1)
+
+
+def test_publisher_counts_subscribers_of_a_topic_as_they_come_and_go():
+    """XPUB hands the publisher each subscription: waiting for N subscribers is real, not a sleep."""
+    with Publisher("tcp://127.0.0.1:*") as pub:
+        assert pub.subscribers(b"seg/cam") == 0
+        assert not pub.wait_subscribers(1, [b"seg/cam"], timeout_s=0.2)
+        first = Subscriber(pub.address)  # seg/, status/, eos/
+        second = Subscriber(pub.address, topics=["seg/cam"])
+        other = Subscriber(pub.address, topics=["seg/dog", "status/"])  # no seg/cam messages for it
+        try:
+            assert pub.wait_subscribers(2, [b"seg/cam"], timeout_s=10)
+            assert pub.subscribers(b"seg/cam") == 2
+            assert pub.subscribers(b"seg/dog") == 2 and pub.subscribers(b"status/cam") == 2
+            assert pub.subscribers(b"eos/cam") == 1
+            second.close()
+            deadline = time.monotonic() + 10
+            while pub.subscribers(b"seg/cam") != 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert pub.subscribers(b"seg/cam") == 1  # a subscriber that left no longer counts
+        finally:
+            for sub in (first, second, other):
+                sub.close()

@@ -22,7 +22,8 @@ def build_engine(config: Config, sources: Sequence[str], *, stream_ids: Sequence
                  vocabulary: Vocabulary | str | Sequence[str] | None = None, record: str | None = None,
                  publisher: Any = None, curve: Any = None, max_frames: int | None = None, duration_s: float | None = None,
                  on_status: Callable[[list[StreamStatus]], None] | None = None,
-                 on_stream_error: Callable[[str, str], None] | None = None) -> Engine:
+                 on_stream_error: Callable[[str, str], None] | None = None,
+                 on_stream_warning: Callable[[str, str], None] | None = None) -> Engine:
     """Open ``sources`` (URIs, options from ``config.source``), build the segmenter and a Publisher
     on ``config.engine.publish`` (unless one is given), and return the Engine (not yet running).
 
@@ -63,6 +64,7 @@ def build_engine(config: Config, sources: Sequence[str], *, stream_ids: Sequence
         raise
     engine = Engine(seg, vocab, specs, publisher=publisher, config=config.engine, max_frames=max_frames,
                     duration_s=duration_s, on_status=on_status, on_stream_error=on_stream_error,
+                    on_stream_warning=on_stream_warning,
                     recorder_factory=_recorder_factory(config))
     engine.owned_publisher = owned_publisher
     return engine

@@ -46,7 +46,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run", help="segment and track live video, publish masks over ZeroMQ",
         description="Read one or more video sources, segment and track every instance frame by "
-        "frame, and publish protocol-v1 messages on a ZeroMQ PUB socket.",
+        "frame, and publish protocol-v1 messages on a ZeroMQ PUB (XPUB) socket.",
         epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", action="append", required=True, metavar="URI",
                    help="video source URI (repeat for several streams)")
@@ -82,6 +82,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--realtime", action="store_true",
                    help="pace file sources to their frame rate and drop frames like a live source")
     p.add_argument("--loop", action="store_true", help="restart file sources at their end")
+    p.add_argument("--wait-subscribers", type=int, default=0, metavar="N",
+                   help="before the first frame, wait until N subscribers have subscribed to every stream's "
+                   "seg messages, so a file run's frame 0 reaches subscribers that are already waiting "
+                   "(ZeroMQ's slow joiner; docs/protocol.md)")
+    p.add_argument("--wait-timeout", type=float, default=30.0, metavar="S",
+                   help="with --wait-subscribers: give up (exit 2, nothing processed) after S seconds (default 30)")
     p.add_argument("--segmenter", choices=("model", "ground-truth"), default="model",
                    help="model: the trained segmenter (default); ground-truth: a test double that "
                    "replays the synthetic scene's known masks (synthetic:// sources only)")

@@ -70,6 +70,7 @@ class _Stream:
     reader: threading.Thread | None = None
     end_reason: str | None = None  # set by the reader when the source finishes
     error: str | None = None
+    warning: str | None = None  # the source ended oddly but not in error (e.g. a truncated file)
     eos_sent: bool = False
     eos_reason: str = ""
     recorder: Any = None  # OverlayRecorder
@@ -86,6 +87,7 @@ class EngineReport:
     summaries: list[StreamSummary]
     send_dropped: int
     errors: list[str]  # one line per failed stream
+    warnings: list[str]  # one line per stream whose source ended early (e.g. a truncated file)
     stopped: bool  # stop() was called (signal / duration) rather than every source ending
 
 
@@ -95,9 +97,11 @@ class Engine:
                  max_frames: int | None = None, duration_s: float | None = None,
                  on_status: Callable[[list[StreamStatus]], None] | None = None,
                  recorder_factory: Callable[[StreamSpec], Any] | None = None,
-                 on_stream_error: Callable[[str, str], None] | None = None, metrics: Any = None) -> None:
+                 on_stream_error: Callable[[str, str], None] | None = None, metrics: Any = None,
+                 on_stream_warning: Callable[[str, str], None] | None = None) -> None:
         """``on_stream_error(stream_id, message)`` is called (from the inference loop) when a stream
-        fails, while the others go on; every error is also in the report."""
+        fails, while the others go on; ``on_stream_warning`` likewise when its source ended early.
+        Every error and warning is also in the report."""
         if not streams:
             raise StreamsegError("no source given")
         ids = [s.stream_id for s in streams]
@@ -108,6 +112,7 @@ class Engine:
         self.publisher = publisher
         self.owned_publisher: Any = None  # closed by close(): set when the engine's builder made it
         self.on_stream_error = on_stream_error
+        self.on_stream_warning = on_stream_warning
         self.metrics = metrics  # streamseg.engine.metrics.EngineMetrics: stage histograms
         self.config = config or EngineConfig()
         self.max_frames = max_frames
@@ -350,6 +355,7 @@ class Engine:
                     frames.close()  # run the source generator's own clean-up (files, pipelines)
                 except Exception:
                     pass
+            st.warning = getattr(source, "warning", None)
             st.end_reason = EOS_STOPPED if self._stop.is_set() and reason == EOS_END else reason
             st.slot.close()
 
@@ -398,6 +404,8 @@ class Engine:
         self.publisher.publish_eos(st.spec.stream_id, st.epoch, st.seq - 1, reason)
         if st.error and self.on_stream_error is not None:
             self.on_stream_error(st.spec.stream_id, st.error)
+        if st.warning and self.on_stream_warning is not None:
+            self.on_stream_warning(st.spec.stream_id, st.warning)
 
     def _recording_failed(self, st: _Stream, message: str) -> None:
         """A recording that fails mid-run is never silent: the error goes on the status topic and
@@ -445,6 +453,7 @@ class Engine:
     def _report(self) -> EngineReport:
         summaries = []
         errors = []
+        warnings = [f"stream {st.spec.stream_id}: {st.warning}" for st in self._streams if st.warning]
         for st in self._streams:
             rec = st.recorder
             summaries.append(StreamSummary(
@@ -463,4 +472,4 @@ class Engine:
                 errors.append(f"stream {st.spec.stream_id}: {rec.error}" if rec.error == st.record_error
                               else rec.error)
         return EngineReport(summaries=summaries, send_dropped=int(self.publisher.dropped), errors=errors,
-                            stopped=self._stop.is_set())
+                            warnings=warnings, stopped=self._stop.is_set())

@@ -13,7 +13,7 @@ from pathlib import Path
 from streamseg.config import Config, load_config
 from streamseg.engine.build import build_engine, is_loopback
 from streamseg.engine.status import StreamStatus, summary_text, terminal_line
-from streamseg.errors import ConfigError
+from streamseg.errors import ConfigError, StreamsegError
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -38,8 +38,10 @@ def run_command(args: argparse.Namespace) -> int:
                           checkpoint=args.checkpoint, device=args.device, vocabulary=_names(args) or args.vocab, record=args.record,
                           max_frames=args.max_frames, duration_s=args.duration,
                           on_status=_status_printer() if show_line else None,
-                          on_stream_error=_print_stream_error, curve=curve)
+                          on_stream_error=_print_stream_error, on_stream_warning=_print_stream_warning,
+                          curve=curve)
     _note_other_classes(engine)
+    publisher = engine.publisher  # the socket itself, before a results tee wraps it
     tee = _results_tee(args, engine.publisher)
     if tee is not None:
         engine.publisher = tee
@@ -73,6 +75,8 @@ def run_command(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        if args.wait_subscribers:
+            _wait_subscribers(publisher, engine, args)
         report = engine.run()
     finally:
         for sig, handler in previous.items():
@@ -111,6 +115,13 @@ def _apply_flags(cfg: Config, args: argparse.Namespace) -> None:
         cfg.source.realtime = True
     if args.loop:
         cfg.source.loop = True
+    if args.wait_subscribers < 0:
+        raise ConfigError("--wait-subscribers must be >= 0")
+    if args.wait_timeout <= 0:
+        raise ConfigError("--wait-timeout must be > 0")
+    if args.wait_subscribers > 1 and cfg.engine.publish.startswith(">"):
+        raise ConfigError(f"--wait-subscribers {args.wait_subscribers}: through a proxy ({cfg.engine.publish}) "
+                          "the engine sees each subscription once, whoever holds it: use --wait-subscribers 1")
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError("--max-frames must be >= 1")
     if args.duration is not None and args.duration <= 0:
@@ -118,6 +129,24 @@ def _apply_flags(cfg: Config, args: argparse.Namespace) -> None:
     for flag, path in (("--save-json", args.save_json), ("--save-rle", args.save_rle)):
         if path and not Path(path).resolve().parent.is_dir():
             raise ConfigError(f"{flag} {path}: folder {Path(path).resolve().parent} does not exist")
+
+
+def _wait_subscribers(publisher, engine, args: argparse.Namespace) -> None:
+    """Hold the first frame until ``--wait-subscribers`` subscribers listen to every stream's seg topic."""
+    from streamseg.transport.protocol import SEG, topic
+
+    n, timeout_s = args.wait_subscribers, args.wait_timeout
+    topics = [topic(SEG, st.spec.stream_id) for st in engine.active_streams()]
+    if not args.quiet:
+        print(f"streamseg: waiting for {n} subscriber(s) on {publisher.address} (up to {timeout_s:g}s)",
+              file=sys.stderr, flush=True)
+    if publisher.wait_subscribers(n, topics, timeout_s, stop=lambda: engine.stopping):
+        return
+    if engine.stopping:
+        raise KeyboardInterrupt
+    have = min(publisher.subscribers(t) for t in topics)
+    raise StreamsegError(f"--wait-subscribers {n}: {have} subscriber(s) after {timeout_s:g}s on "
+                         f"{publisher.address}; no frame was processed")
 
 
 def _note_other_classes(engine) -> None:
@@ -160,6 +189,10 @@ def _results_tee(args: argparse.Namespace, publisher):
 
 def _print_stream_error(stream: str, message: str) -> None:
     print(f"streamseg: error: stream {stream}: {message}", file=sys.stderr, flush=True)
+
+
+def _print_stream_warning(stream: str, message: str) -> None:
+    print(f"streamseg: warning: stream {stream}: {message}", file=sys.stderr, flush=True)
 
 
 def _status_printer():

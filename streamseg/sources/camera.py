@@ -59,4 +59,5 @@ def open_camera(uri: str, options: SourceOptions) -> ReconnectingSource:
         def connect(timeout_s: float):
             return PyAVLiveReader(device, "v4l2", ff_options, timeout_s, options.read_timeout_s)
 
-    return ReconnectingSource(uri, options, connect, fps=float(p["fps"]) if p["fps"] else None, backend=backend)
+    return ReconnectingSource(uri, options, connect, fps=float(p["fps"]) if p["fps"] else None, backend=backend,
+                              probe=lambda: os.path.exists(device))  # a replugged camera is retried at once

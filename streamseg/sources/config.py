@@ -12,10 +12,11 @@ BACKENDS = ("auto", "gstreamer", "pyav")
 class SourceOptions:
     realtime: bool = False  # files: pace to the stream's frame rate and behave like a live source
     loop: bool = False  # files: start again at EOS
-    open_timeout_s: float = 5.0  # live sources: the first connection must deliver a frame within this
+    open_timeout_s: float = 5.0  # live sources: each connection attempt must deliver a frame within this
     read_timeout_s: float = 3.0  # watchdog: no frame for this long => reconnect (live sources)
-    reconnect_initial_s: float = 0.2  # first backoff after a failed reconnect attempt
-    reconnect_max_s: float = 2.0  # backoff cap (resume within ~2 s of a server's return); retries go on forever once connected
+    reconnect_initial_s: float = 0.2  # first backoff after a failed connection attempt
+    reconnect_max_s: float = 2.0  # backoff cap; a server whose port reopens is retried at once regardless
+    reconnect_attempts: int = 0  # consecutive failed attempts before the source fails; 0 = retry forever
     backend: str = "auto"  # rtsp/camera/testsrc: "gstreamer", "pyav", or "auto" (GStreamer when importable)
 
     def validate(self) -> None:
@@ -23,4 +24,5 @@ class SourceOptions:
         require(self.read_timeout_s > 0, "read_timeout_s must be > 0")
         require(0 < self.reconnect_initial_s <= self.reconnect_max_s,
                 "reconnect_initial_s must be > 0 and <= reconnect_max_s")
+        require(self.reconnect_attempts >= 0, "reconnect_attempts must be >= 0 (0 = retry forever)")
         require(self.backend in BACKENDS, f"backend must be one of {', '.join(BACKENDS)}")

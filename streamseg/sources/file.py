@@ -3,6 +3,10 @@
 Fast mode yields every frame (recordings and evaluations must see them all). Realtime mode sleeps
 to each frame's pts so a file behaves like a camera, and the source reports itself live so the
 engine drops rather than queues. Looping keeps pts and frame indices increasing across wraps.
+
+A file that ends early (truncated, corrupt past some point) still yields every frame that decodes,
+then ends with ``warning`` saying how far it got, so the run keeps what it has and the user learns
+the file was damaged rather than seeing a plain end of stream.
 """
 from __future__ import annotations
 
@@ -21,6 +25,13 @@ def _one_line(exc: Exception) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def _reason(exc: Exception, timeout_s: float, av) -> str:
+    """FFmpeg's words for a failure, except its "Immediate exit requested": that is our timeout."""
+    if isinstance(exc, av.ExitError):
+        return f"no data within {timeout_s:g}s (connected, but the sender is silent)"
+    return _one_line(exc)
+
+
 class FileSource:
     """Frames of one video file; opened (and validated) at construction."""
 
@@ -33,6 +44,7 @@ class FileSource:
         self.live = bool(options.realtime)
         self.state = "connecting"
         self.epoch = 0
+        self.warning: str | None = None  # set when the file ended early (truncated or corrupt)
         self._closed = threading.Event()
         if check_exists and os.path.isdir(self.path):
             raise SourceError(f"video source {self.path} is a directory, not a video file")
@@ -52,7 +64,7 @@ class FileSource:
         try:
             container = av.open(self.path, timeout=self.options.open_timeout_s)
         except Exception as exc:  # FFmpeg: invalid data, unsupported format, permissions ...
-            raise SourceError(f"cannot read video {self.path}: {_one_line(exc)}") from None
+            raise SourceError(f"cannot read video {self.path}: {_reason(exc, self.options.open_timeout_s, av)}") from None
         if not container.streams.video:
             container.close()
             raise SourceError(f"no video stream in {self.path}")
@@ -61,6 +73,10 @@ class FileSource:
 
     def close(self) -> None:
         self._closed.set()
+
+    def _decoded(self, n: int) -> str:
+        expected = f" of {self.total_frames} expected" if self.total_frames and not self.options.loop else ""
+        return f"{n} frames decoded{expected}"
 
     def frames(self) -> Iterator[Frame]:
         import av
@@ -96,7 +112,13 @@ class FileSource:
                         index += 1
                         n_pass += 1
                 except av.FFmpegError as exc:
-                    raise SourceError(f"cannot decode video {self.path}: {_one_line(exc)}") from None
+                    why = _reason(exc, self.options.open_timeout_s, av)
+                    if index == 0:
+                        raise SourceError(f"cannot decode video {self.path}: {why}") from None
+                    self.warning = f"{self.path}: file ended early: {self._decoded(n_pass)} (decoder error: {why})"
+                    return
+                if not self.options.loop and self.total_frames and n_pass < self.total_frames:
+                    self.warning = f"{self.path}: file ended early: {self._decoded(n_pass)}"
                 if not self.options.loop or n_pass == 0:
                     return
                 offset += last_pts + step - first_pts

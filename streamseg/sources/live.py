@@ -2,13 +2,21 @@
 
 A live stream can stall or vanish at any time (server restart, cable pulled, camera reset) and the
 libraries only tell us by ending or going quiet. One loop owns that policy for RTSP, cameras and
-the test source: the first connection must deliver a frame within ``open_timeout_s`` or the source
-fails; after that it retries forever with capped exponential backoff, and every recovered loss
-bumps ``epoch`` so consumers know the frames are a new run of the stream.
+the test source: every connection attempt must deliver a frame within ``open_timeout_s``; failed
+attempts are retried with capped exponential backoff (also when the server is not up yet at
+start), ``reconnect_attempts`` consecutive failures (0 = never) make the source fail, and every
+recovered loss bumps ``epoch`` so consumers know the frames are a new run of the stream.
+
+Backoff keeps a dead or broken server from being hammered, but it also delays the resume once the
+server is back (up to ``reconnect_max_s``). A source may give a cheap ``probe`` (RTSP: a TCP
+connect to the server's port; camera: the device node exists): it is polled every
+``PROBE_INTERVAL_S`` during a backoff wait, and the wait ends as soon as the probe sees the
+endpoint come up, so a returning server is read again within ~0.1 s plus its first frame.
 """
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from typing import Callable, Iterator, Protocol
@@ -22,6 +30,7 @@ from streamseg.sources.base import SourceOptions
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.1  # how often a blocked read re-checks close() and the watchdog
+PROBE_INTERVAL_S = 0.1  # how often a backoff wait asks the probe whether the endpoint is back
 
 
 class StreamLost(Exception):
@@ -39,6 +48,20 @@ class FrameReader(Protocol):
 
 
 Connect = Callable[[float], FrameReader]  # connect(timeout_s) -> reader; raises StreamLost or SourceError
+Probe = Callable[[], bool]  # cheap, bounded (~PROBE_INTERVAL_S): True when a connection may succeed now
+
+
+def tcp_probe(host: str, port: int, timeout_s: float = PROBE_INTERVAL_S) -> Probe:
+    """A probe that is True while ``host:port`` accepts TCP connections (the server is listening)."""
+
+    def probe() -> bool:
+        try:
+            with socket.create_connection((host, port), timeout=timeout_s):
+                return True
+        except OSError:
+            return False
+
+    return probe
 
 
 class ReconnectingSource:
@@ -47,7 +70,7 @@ class ReconnectingSource:
     live = True
 
     def __init__(self, uri: str, options: SourceOptions, connect: Connect, fps: float | None = None,
-                 backend: str = "custom"):
+                 backend: str = "custom", probe: Probe | None = None):
         self.uri = uri
         self.backend = backend  # "gstreamer" | "pyav": which library reads the stream
         self.options = options
@@ -55,8 +78,11 @@ class ReconnectingSource:
         self.epoch = 0
         self.fps = fps
         self.reconnects = 0  # recovered losses (== epoch)
+        self.attempts = 0  # connection attempts made (each one open_timeout_s at most)
         self.last_error: str | None = None
         self._connect = connect
+        self._probe = probe
+        self._probe_up: bool | None = None  # the probe's last answer (None: not asked yet)
         self._closed = threading.Event()
 
     def close(self) -> None:
@@ -65,30 +91,26 @@ class ReconnectingSource:
     def frames(self) -> Iterator[Frame]:
         opts = self.options
         index = 0
-        connected_once = False
-        started = time.monotonic()
+        failures = 0  # consecutive failed attempts
         delay = opts.reconnect_initial_s
         try:
             while not self._closed.is_set():
-                if connected_once:
-                    budget = opts.open_timeout_s
-                else:
-                    budget = opts.open_timeout_s - (time.monotonic() - started)
-                    if budget <= 0:
-                        raise SourceError(self._never_connected_message())
-                reader = self._attempt(budget)
-                if reader is None:  # failed attempt: back off, then try again
-                    if not connected_once:
-                        remaining = opts.open_timeout_s - (time.monotonic() - started)
-                        if remaining <= 0:
-                            raise SourceError(self._never_connected_message())
-                        self._closed.wait(min(delay, remaining))
-                    else:
-                        self._closed.wait(delay)
+                self.attempts += 1
+                reader = self._attempt(opts.open_timeout_s)
+                if reader is None:  # failed attempt: back off (or until the probe sees the server), retry
+                    if self._closed.is_set():
+                        break
+                    failures += 1
+                    if opts.reconnect_attempts and failures >= opts.reconnect_attempts:
+                        raise SourceError(self._failed_message(failures))
+                    if self.state != "reconnecting":
+                        log.warning("%s: %s; retrying", self.uri, self.last_error)
+                    self.state = "reconnecting"
+                    self._back_off(delay)
                     delay = min(delay * 2, opts.reconnect_max_s)
                     continue
                 first, reader = reader
-                connected_once = True
+                failures = 0
                 delay = opts.reconnect_initial_s
                 self.state = "connected"
                 try:
@@ -101,10 +123,34 @@ class ReconnectingSource:
                     break
                 log.warning("%s: stream lost (%s); reconnecting", self.uri, self.last_error)
                 self.state = "reconnecting"
-                self.epoch += 1
+                self.epoch += 1  # whatever comes next is a new run of the stream
                 self.reconnects += 1
         finally:
             self.state = "ended"
+
+    def _back_off(self, delay_s: float) -> None:
+        """Wait ``delay_s``, or less: until close(), or until the probe sees the endpoint come up.
+
+        The probe's last answer is kept across waits: a server that came up during the failed
+        attempt (it listens before it serves) gets only ``reconnect_initial_s``, not the grown delay.
+        """
+        if self._probe is None:
+            self._closed.wait(delay_s)
+            return
+        up = self._probe()
+        if up and self._probe_up is False:
+            delay_s = min(delay_s, self.options.reconnect_initial_s)
+        self._probe_up = up
+        end = time.monotonic() + delay_s
+        while not self._closed.is_set():
+            remaining = end - time.monotonic()
+            if remaining <= 0 or self._closed.wait(min(PROBE_INTERVAL_S, remaining)):
+                return
+            up = self._probe()
+            came_up = up and not self._probe_up
+            self._probe_up = up
+            if came_up:
+                return
 
     def _attempt(self, budget_s: float):
         """Connect and wait for the first frame; returns (first, reader) or None (reason in last_error)."""
@@ -147,6 +193,7 @@ class ReconnectingSource:
             last = now
             yield got
 
-    def _never_connected_message(self) -> str:
+    def _failed_message(self, failures: int) -> str:
         reason = f": {self.last_error}" if self.last_error else ""
-        return f"cannot connect to {self.uri} within {self.options.open_timeout_s:g}s{reason}"
+        tries = f" ({failures} attempts)" if failures > 1 else ""
+        return f"cannot connect to {self.uri} within {self.options.open_timeout_s:g}s{tries}{reason}"

@@ -1,4 +1,9 @@
-"""The engine's end of the wire: one ZeroMQ PUB socket carrying every stream's messages.
+"""The engine's end of the wire: one ZeroMQ XPUB socket carrying every stream's messages.
+
+XPUB is PUB as far as subscribers and proxies can tell (the wire protocol is unchanged); it also
+hands the engine the subscriptions peers send, so a file run can wait for its subscribers before
+its first frame (ZeroMQ's slow joiner: a subscriber that connects just before a message misses
+it, because its subscription has not reached the publisher yet). See :meth:`Publisher.subscribers`.
 
 Publishing must never hold up the pipeline, so every send is non-blocking and the socket's queue
 per subscriber is bounded by send_hwm. What happens at that bound is ZeroMQ's PUB rule: by default
@@ -20,9 +25,11 @@ from streamseg.interface import Frame, Tracks, Vocabulary
 from streamseg.transport import protocol
 from streamseg.transport.address import check_endpoint
 
+MAX_TRACKED_PREFIXES = 10_000  # subscription prefixes counted; a peer cannot grow the table past it
+
 
 class Publisher:
-    """PUB socket bound to `address` (tcp://host:port, tcp://host:* for a free port, ipc://path), or
+    """XPUB socket bound to `address` (tcp://host:port, tcp://host:* for a free port, ipc://path), or
     connected when the address starts with ">" (``>tcp://host:port``: a ``streamseg proxy``'s XSUB).
 
     Thread-safe: streams running in different threads may share one Publisher.
@@ -35,8 +42,11 @@ class Publisher:
             raise ConfigError(f"send_hwm must be >= 1, got {send_hwm}")
         check_endpoint(address)
         self._context = context or zmq.Context.instance()
-        self._socket = self._context.socket(zmq.PUB)
+        self._socket = self._context.socket(zmq.XPUB)
         self._socket.setsockopt(zmq.SNDHWM, send_hwm)
+        # Every subscribe and unsubscribe reaches us, duplicates too: one per subscriber and filter.
+        self._socket.setsockopt(zmq.XPUB_VERBOSE, 1)
+        self._socket.setsockopt(zmq.XPUB_VERBOSER, 1)
         self._socket.setsockopt(zmq.LINGER, linger_ms)
         if nodrop:
             self._socket.setsockopt(zmq.XPUB_NODROP, 1)
@@ -61,6 +71,7 @@ class Publisher:
         self.last_bytes = 0
         self._lock = threading.Lock()
         self._closed = False
+        self._subscriptions: dict[bytes, int] = {}  # topic prefix -> subscribers holding it
 
     def _try_send(self, parts: Sequence[bytes]) -> bool | None:
         """True sent, False refused at the high-water mark, None closed."""
@@ -98,8 +109,51 @@ class Publisher:
         self.last_bytes = sum(len(p) for p in parts)
         return ok
 
+    def subscribers(self, topic: bytes) -> int:
+        """How many subscriptions now match ``topic`` (e.g. b"seg/cam"): one per subscriber and
+        matching filter, so a subscriber with "seg/" and "" counts twice. Through a proxy
+        (``>tcp://…``) the proxy forwards each distinct filter once: the count is then 0 or 1.
+        """
+        self._read_subscriptions()
+        with self._lock:
+            return sum(n for prefix, n in self._subscriptions.items() if topic.startswith(prefix))
+
+    def wait_subscribers(self, n: int, topics: Sequence[bytes], timeout_s: float,
+                         stop: Any = None, poll_s: float = 0.02) -> bool:
+        """Block until every topic has ``n`` matching subscriptions; False after ``timeout_s`` or
+        when ``stop()`` turns true (a signal handler's way to cut the wait short)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if all(self.subscribers(t) >= n for t in topics):
+                return True
+            if time.monotonic() >= deadline or (stop is not None and stop()):
+                return False
+            with self._lock:
+                if self._closed:
+                    return False
+                self._socket.poll(int(poll_s * 1000), zmq.POLLIN)
+
+    def _read_subscriptions(self) -> None:
+        """Drain the subscription messages XPUB queued (unread they would pile up all run long)."""
+        with self._lock:
+            while not self._closed:
+                try:
+                    message = self._socket.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    return
+                if not message or message[0] not in (0, 1):
+                    continue  # not a subscription: peers have nothing else to tell a publisher
+                prefix, count = message[1:], self._subscriptions.get(message[1:], 0)
+                if message[0] == 1 and (count or len(self._subscriptions) < MAX_TRACKED_PREFIXES):
+                    self._subscriptions[prefix] = count + 1
+                elif message[0] == 0 and count > 1:
+                    self._subscriptions[prefix] = count - 1
+                elif message[0] == 0:
+                    self._subscriptions.pop(prefix, None)
+
     def publish_status(self, stream: str, status: Mapping[str, Any]) -> bool:
         """Send a status message; wire_dropped is filled from this publisher unless given."""
+        self._read_subscriptions()
         fields = dict(status)
         fields.setdefault("wire_dropped", self.dropped)
         return self.send(protocol.encode_status(stream, fields))
