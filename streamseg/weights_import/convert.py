@@ -53,8 +53,18 @@ def build_imported(cfg: ModelConfig, mapped: dict[str, torch.Tensor]) -> tuple[A
     return model.eval(), new
 
 
-def import_transformers(src: str | Path, out: str | Path, **overrides: Any) -> ImportResult:
+def imported_config(model: ModelConfig) -> Any:
+    """The Config an imported image model runs with: fresh queries every frame matched to tracks
+    by embedding (tracker.mode match, MinVIS) and Mask2Former's own instance scoring."""
     from streamseg.config import Config
+    from streamseg.predictor.config import PostprocessConfig
+    from streamseg.tracking.config import TrackerConfig
+
+    return Config(model=model, tracker=TrackerConfig(mode="match"),
+                  postprocess=PostprocessConfig(mode="mask2former"))
+
+
+def import_transformers(src: str | Path, out: str | Path, **overrides: Any) -> ImportResult:
     from streamseg.predictor.checkpoint import save_checkpoint
     from streamseg.weights_import.transformers_folder import model_config, read_folder
     from streamseg.weights_import.transformers_keys import map_state_dict
@@ -66,7 +76,7 @@ def import_transformers(src: str | Path, out: str | Path, **overrides: Any) -> I
     hf_config, state = read_folder(folder)
     cfg, names = model_config(hf_config, **overrides)
     model, new = build_imported(cfg, map_state_dict(state))
-    config = Config(model=cfg)
+    config = imported_config(cfg)
     save_checkpoint(out, model, config, closed_set_vocabulary(names),
                     extra={"self_contained": True, "imported_from": str(folder)})
     return ImportResult(Path(out), cfg, names, new, time.perf_counter() - t0)
