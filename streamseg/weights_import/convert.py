@@ -30,6 +30,18 @@ def closed_set_vocabulary(names: list[str]) -> Vocabulary:
                       encoder_id=CLOSED_SET_ENCODER)
 
 
+def closed_set_subset(model_vocab: Vocabulary, names: list[str]) -> Vocabulary:
+    """The rows of a closed-set vocabulary whose names are in ``names`` (a dataset's classes), in
+    the model's order; a one-line error when none is."""
+    keep = [i for i, n in enumerate(model_vocab.names) if n in set(names)]
+    if not keep:
+        raise CheckpointError(f"the model's classes ({', '.join(model_vocab.names[:5])}, ...) share no "
+                              f"name with the dataset's ({', '.join(names[:5])}, ...)")
+    assert model_vocab.embeddings is not None
+    return Vocabulary(names=[model_vocab.names[i] for i in keep], embeddings=model_vocab.embeddings[keep],
+                      encoder_id=model_vocab.encoder_id)
+
+
 def build_imported(cfg: ModelConfig, mapped: dict[str, torch.Tensor]) -> tuple[Any, list[str]]:
     """OnlineVIS(cfg) holding ``mapped``; refuses missing or misshapen tensors. New modules the
     source lacks (memory reader) keep a seeded init and are listed."""
