@@ -85,16 +85,16 @@ class EmbeddingMatcher:
 
         query_row = np.full(n, -1, dtype=np.int64)  # the track row query n joins this frame
         if rows.size and present.size:
-            sim = state.embed[rows] @ emb[present].T  # (live, kept)
+            # einsum, not BLAS: for this small product OpenBLAS threads cost ~30 ms on a busy CPU
+            sim = np.einsum("ic,jc->ij", state.embed[rows], emb[present])  # (live, kept)
             r, c = linear_sum_assignment(-sim)
             ok = sim[r, c] >= cfg.match_threshold
             query_row[present[c[ok]]] = rows[r[ok]]
-        matched_rows = query_row[query_row >= 0]
+        matched_q = np.flatnonzero(query_row >= 0)
+        matched_rows = query_row[matched_q]  # distinct rows: the assignment is one-to-one
         m = cfg.embed_momentum
-        for q in np.flatnonzero(query_row >= 0):
-            row = query_row[q]
-            mixed = m * state.embed[row] + (1.0 - m) * emb[q]
-            state.embed[row] = mixed / max(float(np.linalg.norm(mixed)), 1e-12)
+        mixed = m * state.embed[matched_rows] + (1.0 - m) * emb[matched_q]
+        state.embed[matched_rows] = mixed / np.maximum(np.linalg.norm(mixed, axis=1, keepdims=True), 1e-12)
         state.missed[matched_rows] = 0
         unmatched = np.setdiff1d(rows, matched_rows)
         state.missed[unmatched] += 1
