@@ -87,3 +87,19 @@ def test_propagate_mode_still_available_for_an_imported_model(imported: Path) ->
     assert not isinstance(state.tracks, MatchTracks)
     out = [seg.step(state, frame(t)) for t in range(2)]
     assert out[0].instances and all(i.track_id >= 1 for i in out[1].instances)
+
+
+def test_names_pick_classes_of_a_closed_set_model(imported: Path) -> None:
+    from streamseg.config import Config
+    from streamseg.engine.build import vocabulary_maker
+    from streamseg.errors import ConfigError
+
+    seg = segmenter(imported)
+    vocab = vocabulary_maker(Config(), seg)(["class3", "class1"])
+    assert vocab.names == ["class3", "class1"] and vocab.encoder_id == "closed-set"
+    assert vocab.embeddings.argmax(1).tolist() == [3, 1]  # the one-hot rows of those classes
+    state = seg.init_state(vocab)
+    labels = {i.label for t in range(2) for i in seg.step(state, frame(t)).instances}
+    assert labels and labels <= {"class3", "class1"}
+    with pytest.raises(ConfigError, match="no class 'clas3' .*closest: class3"):
+        vocabulary_maker(Config(), seg)(["clas3"])

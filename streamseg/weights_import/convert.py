@@ -42,6 +42,27 @@ def closed_set_subset(model_vocab: Vocabulary, names: list[str]) -> Vocabulary:
                       encoder_id=model_vocab.encoder_id)
 
 
+def closed_set_names(model_vocab: Vocabulary, names: list[str]) -> Vocabulary:
+    """Exactly ``names`` (in that order) out of a closed-set model's classes (``run --names``,
+    control's set_vocabulary); a name the model lacks is a one-line error."""
+    from streamseg.errors import ConfigError
+
+    index = {n: i for i, n in enumerate(model_vocab.names)}
+    unknown = [n for n in names if n not in index]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], list(index), n=3)
+        raise ConfigError(f"this closed-set model has no class {unknown[0]!r}"
+                          + (f" (closest: {', '.join(close)})" if close else "")
+                          + f"; its {len(index)} classes: {', '.join(list(index)[:8])}"
+                          + (", ..." if len(index) > 8 else ""))
+    assert model_vocab.embeddings is not None
+    rows = [index[n] for n in names]
+    return Vocabulary(names=list(names), embeddings=model_vocab.embeddings[rows],
+                      encoder_id=model_vocab.encoder_id)
+
+
 def build_imported(cfg: ModelConfig, mapped: dict[str, torch.Tensor]) -> tuple[Any, list[str]]:
     """OnlineVIS(cfg) holding ``mapped``; refuses missing or misshapen tensors. New modules the
     source lacks (memory reader) keep a seeded init and are listed."""
