@@ -103,3 +103,44 @@ def test_names_pick_classes_of_a_closed_set_model(imported: Path) -> None:
     assert labels and labels <= {"class3", "class1"}
     with pytest.raises(ConfigError, match="no class 'clas3' .*closest: class3"):
         vocabulary_maker(Config(), seg)(["clas3"])
+
+
+def test_eval_runs_an_imported_checkpoint_with_its_own_config_and_classes(tmp_path: Path) -> None:
+    """`streamseg eval --checkpoint IMPORTED.pt`: no --config, the dataset's names picked from the
+    model's closed set; a model sharing no class with the dataset is a one-line error."""
+    import json
+    import subprocess
+    import sys
+
+    from cli_helpers import one_line_error
+
+    from streamseg.data.synthetic_scene import SYNTHETIC_CLASSES
+
+    root = Path(__file__).resolve().parent.parent
+    model = hf_model(TINY, small=True, seed=4)
+    model.config.id2label = {0: "square", 1: "boat", 2: "disk", 3: "kite", 4: "ring"}
+    model.save_pretrained(tmp_path / "hf")
+    ckpt = tmp_path / "m2f.pt"
+    import_transformers(tmp_path / "hf", ckpt, input_short_side=128)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "streamseg", *a], cwd=root, capture_output=True,  # noqa: E731
+                                    text=True, timeout=300)
+    data = tmp_path / "data"
+    made = run("data", "synth", "--out", str(data), "--videos", "1", "--val-videos", "1", "--frames", "3",
+               "--width", "160", "--height", "128")
+    assert made.returncode == 0, made.stderr
+    results = tmp_path / "results.json"
+    r = run("eval", "--checkpoint", str(ckpt), "--data", str(data), "--json", "--max-videos", "1",
+            "--results", str(results), *(x for s in LOW for x in ("--set", s)))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["videos"] == 1 and out["frames"] == 3 and out["results"] >= 1
+    # the classes it shares with the dataset are square, disk and ring: results use only those
+    gt = json.loads((data / "valid.json").read_text())
+    shared = {c["id"] for c in gt["categories"] if c["name"] in ("square", "disk", "ring")}
+    assert {c["name"] for c in gt["categories"]} == set(SYNTHETIC_CLASSES) and len(shared) == 3
+    assert {t["category_id"] for t in json.loads(results.read_text())} <= shared
+    model.config.id2label = {i: f"class{i}" for i in range(5)}
+    model.save_pretrained(tmp_path / "hf2")
+    import_transformers(tmp_path / "hf2", tmp_path / "other.pt", input_short_side=128)
+    one_line_error(run("eval", "--checkpoint", str(tmp_path / "other.pt"), "--data", str(data), "--max-videos", "1"),
+                   "share no name")
