@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
     from streamseg.control import commands as control_commands
     from streamseg.engine import commands as engine_commands
     from streamseg.evaluation import commands as eval_commands
+    from streamseg.models import commands as models_commands
     from streamseg.training import commands as train_commands
     from streamseg.transport import commands as transport_commands
     from streamseg.transport import proxy_commands
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_commands.add_parsers(sub)  # bench engine|model|kernels
     config_show.add_parsers(sub)  # config show
     weights_commands.add_parsers(sub)  # weights import
+    models_commands.add_parsers(sub)  # models
     return parser
 
 

@@ -19,6 +19,7 @@ import yaml
 from streamseg.engine.config import EngineConfig
 from streamseg.errors import ConfigError
 from streamseg.model.config import ModelConfig, VocabularyConfig
+from streamseg.predictor.config import PostprocessConfig
 from streamseg.sources.config import SourceOptions
 from streamseg.tracking.config import TrackerConfig
 from streamseg.training.config import TrainConfig
@@ -29,6 +30,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     vocabulary: VocabularyConfig = field(default_factory=VocabularyConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     source: SourceOptions = field(default_factory=SourceOptions)  # every source: pacing, timeouts, reconnects
     train: TrainConfig = field(default_factory=TrainConfig)

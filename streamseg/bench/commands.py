@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from streamseg.predictor.model_choice import MODEL_HELP
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="measure speed and memory; prints figures")
@@ -25,6 +27,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sizes", default="640x360,1280x720", help="comma-separated WxH source sizes")
     p.add_argument("--checkpoint", default=None, metavar="FILE",
                    help="weights; an imported checkpoint (`streamseg weights import`) brings its own config")
+    p.add_argument("--model", default=None, metavar="NAME", help=MODEL_HELP)
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="override one config field, e.g. --set model.input_short_side=360 (repeatable)")
     p.add_argument("--soak", type=int, default=0, help="also run N frames and report RSS after 1000 and N")

@@ -41,9 +41,10 @@ def main(args: argparse.Namespace) -> int:
     overrides = [f"model.threads={args.threads}"] if args.threads is not None else []
     overrides += list(getattr(args, "set", None) or [])
     from streamseg.predictor.checkpoint import self_contained_config
+    from streamseg.predictor.model_choice import apply_model, check_trained, config_name
 
+    apply_model(args)
     checkpoint = getattr(args, "checkpoint", None)
-    from streamseg.predictor.model_choice import check_trained, config_name
 
     cfg = self_contained_config(checkpoint, overrides) or load_config(config_name(args.config), overrides)
     check_trained(cfg, checkpoint, bool(getattr(args, "untrained", False)), config_name(args.config))

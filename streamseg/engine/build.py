@@ -151,6 +151,10 @@ def vocabulary_maker(config: Config, segmenter: Any) -> Callable[[list[str]], Vo
     encoder_id = getattr(segmenter, "encoder_id", None)
     if encoder_id is None:
         return lambda names: Vocabulary(names=list(names))
+    from streamseg.weights_import.convert import CLOSED_SET_ENCODER, closed_set_names
+
+    if encoder_id == CLOSED_SET_ENCODER:  # an imported closed-set model: a subset of its classes
+        return lambda names: closed_set_names(segmenter.vocabulary, list(names))
 
     def make(names: list[str]) -> Vocabulary:
         from streamseg.vocab.encoders import MINILM_ID

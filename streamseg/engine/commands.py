@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from streamseg.predictor.model_choice import MODEL_HELP
+
 RUN_EPILOG = """\
 streams:
   Each --source is one stream, processed by the same segmenter with its own state. Stream ids are
@@ -100,6 +102,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--checkpoint", default=None, metavar="FILE",
                    help="model weights (default: the config's checkpoint)")
+    p.add_argument("--model", default=None, metavar="NAME", help=MODEL_HELP)
     p.add_argument("--untrained", action="store_true",
                    help="allow a model with no checkpoint (random weights; it finds nothing useful), e.g. "
                    "with --config tiny-test for plumbing tests")

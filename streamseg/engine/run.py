@@ -17,8 +17,9 @@ from streamseg.errors import ConfigError, StreamsegError
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from streamseg.predictor.model_choice import check_trained, config_name
+    from streamseg.predictor.model_choice import apply_model, check_trained, config_name
 
+    apply_model(args)
     cfg = None
     if args.config is None and args.checkpoint:  # an imported checkpoint carries its config
         from streamseg.predictor.checkpoint import self_contained_config

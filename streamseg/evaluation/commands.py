@@ -7,7 +7,7 @@ import json
 import sys
 
 from streamseg.predictor.device import DEVICE_HELP, resolve_device
-from streamseg.predictor.model_choice import UNTRAINED_HELP, check_trained, config_name
+from streamseg.predictor.model_choice import MODEL_HELP, UNTRAINED_HELP, apply_model, check_trained, config_name
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +20,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", default=None, metavar="NAME|FILE",
                    help="model config, a file or a shipped config's name (default: cpu-mobilenet, the shipped CPU model)")
-    p.add_argument("--checkpoint", help="weights (default: the config's checkpoint)")
+    p.add_argument("--checkpoint", help="weights (default: the config's checkpoint; an imported "
+                   "checkpoint brings its own config)")
+    p.add_argument("--model", default=None, metavar="NAME", help=MODEL_HELP)
     p.add_argument("--untrained", action="store_true", help=UNTRAINED_HELP)
     p.add_argument("--data", required=True, metavar="DIR|JSON",
                    help="an annotation JSON, or a dataset folder holding valid.json; frames in JPEGImages/ beside it")
@@ -88,14 +90,23 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.max_videos is not None and args.max_videos < 1:
         raise ConfigError("--max-videos must be >= 1")
-    config = load_config(config_name(args.config), args.set)
+    from streamseg.predictor.checkpoint import self_contained_config
+    from streamseg.weights_import.convert import CLOSED_SET_ENCODER, closed_set_subset
+
+    apply_model(args)
+    config = self_contained_config(args.checkpoint, args.set) if args.config is None else None
+    config = config or load_config(config_name(args.config), args.set)
     check_trained(config, args.checkpoint, args.untrained, config_name(args.config))
     gt = load_ytvis(resolve_annotations(args.data))
     image_root = image_root_for(gt.path or resolve_annotations(args.data))
     names = [c.name for c in gt.categories]
-    vc = config.vocabulary
-    vocabulary = build_vocabulary(names, vc.encoder, vc.templates, use_cache=vc.cache)
     segmenter = build_segmenter(config, args.checkpoint, device=resolve_device(args.device))
+    if segmenter.encoder_id == CLOSED_SET_ENCODER:  # an imported closed-set model: its own classes
+        assert segmenter.vocabulary is not None
+        vocabulary = closed_set_subset(segmenter.vocabulary, names)
+    else:
+        vc = config.vocabulary
+        vocabulary = build_vocabulary(names, vc.encoder, vc.templates, use_cache=vc.cache)
 
     def progress(done: int, total: int) -> None:
         if not args.json:

@@ -8,6 +8,7 @@ says so in one line, instead of silently exiting 0 with empty output.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from streamseg.config import Config
 from streamseg.errors import ConfigError
@@ -33,3 +34,29 @@ def check_trained(config: Config, checkpoint: str | None, untrained: bool, confi
                           f"'{DEFAULT_CONFIG}' has one), or --untrained to run random weights anyway")
     print("streamseg: warning: running an untrained model (no checkpoint): expect no useful detections",
           file=sys.stderr, flush=True)
+
+
+MODEL_HELP = ("a named model (`streamseg models` lists them: mask2former-swin-t-coco, ..., "
+              "cpu-mobilenet-synth), downloaded into $STREAMSEG_CACHE and imported on first use")
+
+
+def apply_model(args: Any) -> None:
+    """``--model NAME`` -> ``args.checkpoint`` (the imported .pt, fetched on first use) or, for
+    the shipped model, ``args.config``. Nothing changes without --model."""
+    name = getattr(args, "model", None)
+    if not name:
+        return
+    if getattr(args, "checkpoint", None):
+        raise ConfigError("--model and --checkpoint both name weights: give one of them")
+    from streamseg.models.fetch import resolve_model
+
+    resolved = resolve_model(name)
+    if resolved.checkpoint is None:
+        if getattr(args, "config", None) is not None:
+            raise ConfigError(f"--model {name} is the shipped config '{resolved.config}': drop --config")
+        args.config = resolved.config
+        return
+    args.checkpoint = resolved.checkpoint
+    if resolved.downloaded:
+        print(f"streamseg: model {name}: downloaded and imported into {resolved.checkpoint}",
+              file=sys.stderr, flush=True)

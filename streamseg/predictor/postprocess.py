@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -10,6 +11,79 @@ import torch.nn.functional as F
 from streamseg.masks import MaskBox
 
 _REGION_MAX_FRACTION = 0.2  # measured crossover: above it, upsampling the whole mask is cheaper
+
+
+@dataclass
+class QueryScores:
+    """One frame's per-query verdict, before tracking."""
+
+    score: torch.Tensor  # (Q,) float: class probability x mask quality; 0 = shows nothing
+    class_id: torch.Tensor  # (Q,) long: the query's class (meaningless where score is 0)
+    fg: torch.Tensor  # (Q, h, w) bool: the binarised low-resolution masks
+
+
+@dataclass
+class Pairs:
+    """Mask2Former's selected (query, class) pairs (top-k order is not meaningful)."""
+
+    query: torch.Tensor  # (k,) long
+    class_id: torch.Tensor  # (k,) long
+    class_score: torch.Tensor  # (k,) softmax probability of the class
+    mask_score: torch.Tensor  # (k,) mean foreground probability inside the binarised mask
+    score: torch.Tensor  # (k,) class_score x mask_score
+
+
+def argmax_scores(class_logits: torch.Tensor, mask_logits: torch.Tensor, logit_thr: float) -> QueryScores:
+    """Per query: its best class (no-object excluded) probability x mask quality (mean
+    foreground probability inside the mask, 0 if empty). class_logits (Q, K+1), mask_logits (Q, h, w)."""
+    probs = class_logits.float().softmax(-1)[:, :-1]
+    if probs.shape[1] == 0:  # no vocabulary (targets only): no class tracks
+        class_prob = class_id = torch.zeros(probs.shape[0], dtype=torch.long, device=probs.device)
+    else:
+        class_prob, class_id = probs.max(-1)
+    mask_logits = mask_logits.float()
+    fg = mask_logits >= logit_thr
+    area = fg.sum((1, 2))
+    quality = (mask_logits.sigmoid() * fg).sum((1, 2)) / area.clamp(min=1)
+    return QueryScores(score=class_prob * quality, class_id=class_id, fg=fg)
+
+
+def mask2former_pairs(class_logits: torch.Tensor, mask_logits: torch.Tensor, top_k: int = 0,
+                      logit_thr: float = 0.0) -> Pairs:
+    """Mask2Former's instance post-processing (as transformers'
+    ``post_process_instance_segmentation``): softmax over the classes, no-object dropped; the
+    top_k (0: Q) pairs over query x class; a mask is its logits > logit_thr; mask score = mean
+    sigmoid inside it (+1e-6 in the denominator, as there); score = class x mask score."""
+    q, k1 = class_logits.shape
+    k = k1 - 1
+    probs = class_logits.float().softmax(-1)[:, :-1]
+    take = min(top_k or q, q * k)
+    class_score, flat = probs.flatten().topk(take, sorted=False)
+    query = torch.div(flat, k, rounding_mode="floor")
+    mask_logits = mask_logits.float().flatten(1)
+    fg = (mask_logits > logit_thr).float()
+    per_query = (mask_logits.sigmoid() * fg).sum(1) / (fg.sum(1) + 1e-6)
+    mask_score = per_query[query]
+    return Pairs(query=query, class_id=flat % k, class_score=class_score, mask_score=mask_score,
+                 score=class_score * mask_score)
+
+
+def mask2former_scores(class_logits: torch.Tensor, mask_logits: torch.Tensor, top_k: int,
+                       logit_thr: float) -> QueryScores:
+    """Per query: its best pair among Mask2Former's selected pairs (0 if none was selected)."""
+    q = class_logits.shape[0]
+    fg = mask_logits.float() > logit_thr
+    score = torch.zeros(q, device=class_logits.device)
+    class_id = torch.zeros(q, dtype=torch.long, device=class_logits.device)
+    if class_logits.shape[1] <= 1 or q == 0:
+        return QueryScores(score=score, class_id=class_id, fg=fg)
+    pairs = mask2former_pairs(class_logits, mask_logits, top_k, logit_thr)
+    order = torch.argsort(pairs.score, descending=True, stable=True)
+    _, first = np.unique(pairs.query[order].cpu().numpy(), return_index=True)  # best pair per query
+    best = order[torch.from_numpy(first).to(order.device)]
+    score[pairs.query[best]] = pairs.score[best]
+    class_id[pairs.query[best]] = pairs.class_id[best]
+    return QueryScores(score=score, class_id=class_id, fg=fg)
 
 
 def paste_mask(logits: torch.Tensor, height: int, width: int,

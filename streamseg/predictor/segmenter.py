@@ -1,5 +1,9 @@
 """The predictor: OnlineVIS + track lifecycle + postprocess, behind the engine's Segmenter protocol.
 
+Two ways to keep IDs (``tracker.mode``): ``propagate`` carries each query slot to the next frame
+(a slot is a track, TrackLifecycle); ``match`` runs an image model with fresh queries every frame
+and matches each frame's queries to tracks by embedding similarity (EmbeddingMatcher, MinVIS).
+
 In the spirit of SAM2's video predictor: ``build_segmenter(config, checkpoint)`` once, then per
 stream ``init_state(vocabulary)`` and ``step(state, frame) -> Tracks`` (or ``propagate(frames)``).
 One model serves any number of streams; everything a stream needs lives in its state object.
@@ -16,6 +20,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from streamseg.config import Config
 from streamseg.errors import ConfigError
@@ -23,9 +28,10 @@ from streamseg.interface import Frame, Instance, Tracks, Vocabulary
 from streamseg.masks import box_xyxy
 from streamseg.model.online import OnlineVIS, StepOutput, StepState
 from streamseg.predictor.checkpoint import checkpoint_vocabulary, load_checkpoint, load_weights
-from streamseg.predictor.postprocess import paste_mask
+from streamseg.predictor.postprocess import QueryScores, argmax_scores, mask2former_scores, paste_mask
 from streamseg.predictor.targets import TargetBook, TargetInfo, make_prompt
-from streamseg.tracking.lifecycle import SlotTracks, TrackLifecycle
+from streamseg.tracking.lifecycle import FREE, SlotTracks, TrackLifecycle
+from streamseg.tracking.match import EmbeddingMatcher, MatchTracks
 from streamseg.vocab.encoders import encoder_id_for_spec
 from streamseg.vocab.files import check_vocabulary, resolve_vocabulary
 
@@ -35,7 +41,7 @@ class SegmenterState:
     """Everything one stream needs between frames; constant size over an endless stream."""
 
     model_state: StepState  # queries, per-slot memory, TCM window + cache (tensors)
-    tracks: SlotTracks  # per-slot track IDs, running scores, miss counters
+    tracks: SlotTracks | MatchTracks  # track IDs, running scores, miss counters (per slot / per row)
     vocabulary: Vocabulary
     text_emb: torch.Tensor  # (K, text_dim) on the model's device
     pending_vocabulary: Vocabulary | None = None  # applied at the start of the next step
@@ -54,6 +60,7 @@ class OnlineSegmenter:
         self.vocabulary = vocabulary  # default for init_state()
         self.device = torch.device(device)
         self.lifecycle = TrackLifecycle(config.tracker)
+        self.matcher = EmbeddingMatcher(config.tracker) if config.tracker.mode == "match" else None
         self.targets_trained = True  # False: the checkpoint had no target-encoder weights
         self.trained_names: list[str] | None = None  # the checkpoint's training classes (None: untrained)
         thr = config.tracker.mask_threshold
@@ -66,8 +73,10 @@ class OnlineSegmenter:
             raise ConfigError("no vocabulary: set vocabulary.names or vocabulary.file in the config, "
                               "or pass one to init_state")
         self._check(vocab)
-        return SegmenterState(model_state=self.model.new_state(1, self.device),
-                              tracks=self.lifecycle.new_state(self.config.model.num_queries),
+        q = self.config.model.num_queries
+        tracks = (self.lifecycle.new_state(q) if self.matcher is None
+                  else self.matcher.new_state(q, self.config.model.hidden_dim))
+        return SegmenterState(model_state=self.model.new_state(1, self.device), tracks=tracks,
                               vocabulary=vocab, text_emb=self._text_tensor(vocab))
 
     def set_vocabulary(self, state: SegmenterState, vocabulary: Vocabulary) -> None:
@@ -89,6 +98,9 @@ class OnlineSegmenter:
         if pending:
             in_h, in_w = self.model.input_size(frame.height, frame.width)
             prompts = [[p.to_input(frame.height, frame.width, in_h, in_w) for _, p in pending]]
+        if self.matcher is not None:  # an image model: every class query starts fresh
+            self.model.reset_slots(state.model_state, torch.ones(1, self.config.model.num_queries,
+                                                                 dtype=torch.bool))
         with torch.inference_mode(), autocast:
             out = self.model.step(state.model_state, image, state.text_emb, prompts)
         if pending:
@@ -212,45 +224,50 @@ class OnlineSegmenter:
         return Vocabulary(names=[], embeddings=np.zeros((0, self.config.model.text_dim), dtype=np.float32),
                           encoder_id=self.encoder_id)
 
+    def _scores(self, out: StepOutput) -> QueryScores:
+        logits, masks = out.pred_logits[0], out.pred_masks[0]
+        pp = self.config.postprocess
+        if pp.mode == "mask2former":
+            return mask2former_scores(logits, masks, pp.top_k, self._mask_logit_thr)
+        return argmax_scores(logits, masks, self._mask_logit_thr)
+
     def _postprocess(self, state: SegmenterState, out: StepOutput, frame: Frame) -> Tracks:
-        """Per slot: class = argmax over the vocabulary (no-object excluded), score = that class's
-        probability x mask quality (mean foreground probability inside the mask, 0 if empty); then
-        the lifecycle; then full-resolution masks and boxes for the published tracks only."""
+        """Per query: a class and a score (``postprocess.mode``); then the tracker
+        (``tracker.mode``); then full-resolution masks and boxes for the published tracks only."""
         timings = {k: float(v) for k, v in out.timings_ms.items()}
         t0 = time.perf_counter()
-        logits = out.pred_logits[0].float()
-        probs = logits.softmax(-1)[:, :-1]
-        if probs.shape[1] == 0:  # no vocabulary (targets only): no class tracks
-            class_prob = class_id = torch.zeros(probs.shape[0], dtype=torch.long, device=probs.device)
-        else:
-            class_prob, class_id = probs.max(-1)
-        mask_logits = out.pred_masks[0].float()
-        fg = mask_logits >= self._mask_logit_thr
-        area = fg.sum((1, 2))
-        quality = (mask_logits.sigmoid() * fg).sum((1, 2)) / area.clamp(min=1)
-        scores = (class_prob * quality).cpu().numpy()
-        fg_np = fg.cpu().numpy()
+        scored = self._scores(out)
+        scores = scored.score.cpu().numpy()
+        fg_np = scored.fg.cpu().numpy()
         t1 = time.perf_counter()
 
-        result = self.lifecycle.update(state.tracks, scores, fg_np)
-        if result.reset.any():
-            self.model.reset_slots(state.model_state, torch.from_numpy(result.reset)[None])
+        if isinstance(state.tracks, MatchTracks):
+            assert self.matcher is not None
+            embeds = F.normalize(self.model.decoder.norm(out.query_embed[0].float()), dim=-1)
+            matched = self.matcher.update(state.tracks, embeds.cpu().numpy(), scores, fg_np)
+            shown, track_id, track_score = matched.track_id != FREE, matched.track_id, matched.score
+        else:
+            result = self.lifecycle.update(state.tracks, scores, fg_np)
+            if result.reset.any():
+                self.model.reset_slots(state.model_state, torch.from_numpy(result.reset)[None])
+            shown, track_id, track_score = result.visible, result.track_id, result.score
         t2 = time.perf_counter()
 
         height, width = frame.height, frame.width
         instances: list[Instance] = []
-        slots = np.flatnonzero(result.visible)
-        slots = slots[np.argsort(result.track_id[slots], kind="stable")]
+        slots = np.flatnonzero(shown)
+        slots = slots[np.argsort(track_id[slots], kind="stable")]
         names = state.vocabulary.names
-        cls = class_id.cpu().numpy()
+        cls = scored.class_id.cpu().numpy()
+        mask_logits = out.pred_masks[0].float()
         for slot in slots:
             pasted = paste_mask(mask_logits[slot], height, width, self._mask_logit_thr)
             if pasted is None:
                 continue  # vanished in the upsampling: nothing to publish
             crop, mask_box = pasted
             instances.append(Instance(
-                track_id=int(result.track_id[slot]), class_id=int(cls[slot]), label=names[int(cls[slot])],
-                score=float(result.score[slot]), box_xyxy=box_xyxy(mask_box), crop=crop, mask_box=mask_box))
+                track_id=int(track_id[slot]), class_id=int(cls[slot]), label=names[int(cls[slot])],
+                score=float(track_score[slot]), box_xyxy=box_xyxy(mask_box), crop=crop, mask_box=mask_box))
         instances.extend(self._target_instances(state, out, height, width))
         t3 = time.perf_counter()
         timings["tracker"] = (t2 - t1) * 1e3

@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from streamseg.config_checks import require
 
 
 @dataclass
 class TrackerConfig:
+    # propagate: the network carries each query slot to the next frame (GenVIS online mode), a
+    # slot is a track. match: an image model (imported Mask2Former, MinVIS) gets fresh queries
+    # every frame and each frame's kept queries are matched to tracks by the cosine similarity
+    # of their embeddings (MinVIS), Hungarian assignment.
+    mode: Literal["propagate", "match"] = "propagate"
     birth_threshold: float = 0.5  # a free slot whose score reaches this becomes a new track
     keep_threshold: float = 0.3  # a track scoring below this (or with an empty mask) is missed this frame
     max_missed: int = 20  # D: consecutive missed frames after which a track ends and its slot is reset
@@ -18,6 +24,11 @@ class TrackerConfig:
     # is a duplicate of it: it is not born and its slot is reset.
     duplicate_iou: float = 0.7
     mask_threshold: float = 0.5  # sigmoid of a mask logit at/above which a pixel belongs to the mask
+    # match mode: a query joins a track only if their embeddings' cosine similarity reaches this
+    match_threshold: float = 0.5
+    # match mode: a track's embedding is this x its old one + (1 - this) x the matched query's,
+    # renormalised (0 = the last matched embedding); one vector per track, whatever the length
+    embed_momentum: float = 0.5
 
     def validate(self) -> None:
         require(0.0 <= self.keep_threshold <= self.birth_threshold <= 1.0,
@@ -26,3 +37,5 @@ class TrackerConfig:
         require(self.score_window >= 1, "score_window must be >= 1")
         require(0.0 < self.duplicate_iou <= 1.0, "duplicate_iou must be in (0, 1]")
         require(0.0 < self.mask_threshold < 1.0, "mask_threshold must be in (0, 1)")
+        require(-1.0 <= self.match_threshold <= 1.0, "match_threshold must be in [-1, 1]")
+        require(0.0 <= self.embed_momentum < 1.0, "embed_momentum must be in [0, 1)")

@@ -30,6 +30,39 @@ def closed_set_vocabulary(names: list[str]) -> Vocabulary:
                       encoder_id=CLOSED_SET_ENCODER)
 
 
+def closed_set_subset(model_vocab: Vocabulary, names: list[str]) -> Vocabulary:
+    """The rows of a closed-set vocabulary whose names are in ``names`` (a dataset's classes), in
+    the model's order; a one-line error when none is."""
+    keep = [i for i, n in enumerate(model_vocab.names) if n in set(names)]
+    if not keep:
+        raise CheckpointError(f"the model's classes ({', '.join(model_vocab.names[:5])}, ...) share no "
+                              f"name with the dataset's ({', '.join(names[:5])}, ...)")
+    assert model_vocab.embeddings is not None
+    return Vocabulary(names=[model_vocab.names[i] for i in keep], embeddings=model_vocab.embeddings[keep],
+                      encoder_id=model_vocab.encoder_id)
+
+
+def closed_set_names(model_vocab: Vocabulary, names: list[str]) -> Vocabulary:
+    """Exactly ``names`` (in that order) out of a closed-set model's classes (``run --names``,
+    control's set_vocabulary); a name the model lacks is a one-line error."""
+    from streamseg.errors import ConfigError
+
+    index = {n: i for i, n in enumerate(model_vocab.names)}
+    unknown = [n for n in names if n not in index]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], list(index), n=3)
+        raise ConfigError(f"this closed-set model has no class {unknown[0]!r}"
+                          + (f" (closest: {', '.join(close)})" if close else "")
+                          + f"; its {len(index)} classes: {', '.join(list(index)[:8])}"
+                          + (", ..." if len(index) > 8 else ""))
+    assert model_vocab.embeddings is not None
+    rows = [index[n] for n in names]
+    return Vocabulary(names=list(names), embeddings=model_vocab.embeddings[rows],
+                      encoder_id=model_vocab.encoder_id)
+
+
 def build_imported(cfg: ModelConfig, mapped: dict[str, torch.Tensor]) -> tuple[Any, list[str]]:
     """OnlineVIS(cfg) holding ``mapped``; refuses missing or misshapen tensors. New modules the
     source lacks (memory reader) keep a seeded init and are listed."""
@@ -53,8 +86,18 @@ def build_imported(cfg: ModelConfig, mapped: dict[str, torch.Tensor]) -> tuple[A
     return model.eval(), new
 
 
-def import_transformers(src: str | Path, out: str | Path, **overrides: Any) -> ImportResult:
+def imported_config(model: ModelConfig) -> Any:
+    """The Config an imported image model runs with: fresh queries every frame matched to tracks
+    by embedding (tracker.mode match, MinVIS) and Mask2Former's own instance scoring."""
     from streamseg.config import Config
+    from streamseg.predictor.config import PostprocessConfig
+    from streamseg.tracking.config import TrackerConfig
+
+    return Config(model=model, tracker=TrackerConfig(mode="match"),
+                  postprocess=PostprocessConfig(mode="mask2former"))
+
+
+def import_transformers(src: str | Path, out: str | Path, **overrides: Any) -> ImportResult:
     from streamseg.predictor.checkpoint import save_checkpoint
     from streamseg.weights_import.transformers_folder import model_config, read_folder
     from streamseg.weights_import.transformers_keys import map_state_dict
@@ -66,7 +109,7 @@ def import_transformers(src: str | Path, out: str | Path, **overrides: Any) -> I
     hf_config, state = read_folder(folder)
     cfg, names = model_config(hf_config, **overrides)
     model, new = build_imported(cfg, map_state_dict(state))
-    config = Config(model=cfg)
+    config = imported_config(cfg)
     save_checkpoint(out, model, config, closed_set_vocabulary(names),
                     extra={"self_contained": True, "imported_from": str(folder)})
     return ImportResult(Path(out), cfg, names, new, time.perf_counter() - t0)

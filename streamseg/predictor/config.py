@@ -1,0 +1,21 @@
+"""How a frame's query predictions become scored instances. Torch-free (read by the config loader)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from streamseg.config_checks import require
+
+
+@dataclass
+class PostprocessConfig:
+    # argmax: each query's best class probability x mask quality (streamseg's own models).
+    # mask2former: Mask2Former's instance post-processing (the default of imported models): the
+    # top_k best (query, class) pairs of the softmax (no-object dropped), score = class
+    # probability x mean foreground probability inside the binarised mask; a query then shows its
+    # best selected pair (one object, one class: its other pairs would be the same mask again).
+    mode: Literal["argmax", "mask2former"] = "argmax"
+    top_k: int = 0  # mask2former: (query, class) pairs kept per frame; 0 = number of queries
+
+    def validate(self) -> None:
+        require(self.top_k >= 0, "top_k must be >= 0 (0 = the number of queries)")
