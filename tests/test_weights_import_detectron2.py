@@ -106,8 +106,6 @@ def test_swin_pth_cli_with_classes(tmp_path: Path) -> None:
     assert seg.vocabulary.names == list(YTVIS21) and seg.config.model.input_short_side == 128
     (cls_diff, mask_diff), = max_diffs(model, seg, [(128, 160)])
     assert cls_diff <= TOL and mask_diff <= TOL, (cls_diff, mask_diff)
-    wrong = subprocess.run(cmd[:-2] + ["--classes", "coco"], capture_output=True, text=True, timeout=120)
-    one_line_error(wrong, "coco has 80 names", "40 classes")
 
 
 def test_resnet50_features_match_torchvision(tmp_path: Path) -> None:
