@@ -2,28 +2,45 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from streamseg.weights_import.class_names import DATASETS
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     w = sub.add_parser("weights", help="import published Mask2Former weights")
     which = w.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
     p = which.add_parser(
-        "import", help="convert a transformers Mask2Former folder into a streamseg checkpoint",
+        "import", help="convert a transformers folder or a detectron2 .pkl/.pth into a streamseg checkpoint",
         description="SRC: a transformers Mask2Former (Swin) folder with config.json and "
-        "model.safetensors or pytorch_model.bin, as published on the model hub. The checkpoint "
-        "carries its config and class names: `streamseg run --checkpoint OUT.pt` needs no --config.")
-    p.add_argument("src")
+        "model.safetensors or pytorch_model.bin, as published on the model hub; or an original "
+        "detectron2 Mask2Former / MinVIS checkpoint (.pkl, read without running code from it, or "
+        ".pth, loaded with weights_only=True) with a ResNet-50 or Swin backbone, whose sizes are read "
+        "from the tensor shapes and whose class names come from --classes. The checkpoint carries "
+        "its config and class names: `streamseg run --checkpoint OUT.pt` needs no --config.")
+    p.add_argument("src", metavar="SRC")
     p.add_argument("-o", "--output", required=True, metavar="OUT.pt")
     p.add_argument("--short-side", type=int, default=480, help="model.input_short_side (default 480)")
+    p.add_argument("--classes", choices=list(DATASETS),
+                   help="detectron2 checkpoints: the dataset the class head was trained on (default: "
+                        "coco for 80 classes, ovis for 25; YouTube-VIS's 40 need ytvis19 or ytvis21)")
+    p.add_argument("--heads", type=int, default=8,
+                   help="detectron2 checkpoints: attention heads (MODEL.MASK_FORMER.NHEADS, default 8; "
+                        "not recorded in the tensor shapes)")
     p.set_defaults(func=_import)
 
 
 def _import(args: argparse.Namespace) -> int:
-    from streamseg.weights_import.convert import import_transformers
+    from streamseg.weights_import.convert import import_detectron2, import_transformers
 
-    r = import_transformers(args.src, args.output, input_short_side=args.short_side)
+    if Path(args.src).is_dir():
+        r = import_transformers(args.src, args.output, input_short_side=args.short_side)
+    else:
+        r = import_detectron2(args.src, args.output, classes=args.classes, heads=args.heads,
+                              input_short_side=args.short_side)
     size = r.path.stat().st_size / 2**20
-    print(f"wrote {r.path}: {len(r.names)} classes, {r.config.num_queries} queries, "
+    backbone = "Swin" if r.config.backbone == "swin" else "ResNet-50"
+    print(f"wrote {r.path}: {backbone}, {len(r.names)} classes, {r.config.num_queries} queries, "
           f"{r.config.dec_layers} decoder layers, {size:.1f} MiB in {r.seconds:.1f} s; "
           f"new (initialised) tensors: {len(r.new_keys)}")
     return 0

@@ -113,3 +113,22 @@ def import_transformers(src: str | Path, out: str | Path, **overrides: Any) -> I
     save_checkpoint(out, model, config, closed_set_vocabulary(names),
                     extra={"self_contained": True, "imported_from": str(folder)})
     return ImportResult(Path(out), cfg, names, new, time.perf_counter() - t0)
+
+
+def import_detectron2(src: str | Path, out: str | Path, classes: str | None = None, heads: int = 8,
+                      **overrides: Any) -> ImportResult:
+    """An original detectron2 Mask2Former / MinVIS ``.pkl`` or ``.pth``: sizes from the tensor
+    shapes, class names from the dataset ``classes`` names (``class_names.DATASETS``)."""
+    from streamseg.predictor.checkpoint import save_checkpoint
+    from streamseg.weights_import.class_names import class_names
+    from streamseg.weights_import.detectron2_file import read_checkpoint
+    from streamseg.weights_import.detectron2_keys import map_state_dict, model_config
+
+    t0 = time.perf_counter()
+    state = read_checkpoint(src)
+    cfg, num_classes = model_config(state, heads=heads, **overrides)
+    names = class_names(classes, num_classes)
+    model, new = build_imported(cfg, map_state_dict(state))
+    save_checkpoint(out, model, imported_config(cfg), closed_set_vocabulary(names),
+                    extra={"self_contained": True, "imported_from": str(src)})
+    return ImportResult(Path(out), cfg, names, new, time.perf_counter() - t0)
