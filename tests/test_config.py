@@ -119,3 +119,17 @@ def test_inference_threads_default_to_half_the_usable_cores(monkeypatch) -> None
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_autocast_and_speedups_are_checked() -> None:
+    import pytest
+
+    from streamseg.config import load_config
+    from streamseg.errors import ConfigError
+
+    assert load_config("tiny-test", ["model.autocast=bf16"]).model.autocast == "bf16"
+    with pytest.raises(ConfigError, match="autocast"):
+        load_config("tiny-test", ["model.autocast=fp8"])
+    assert load_config("tiny-test", ["model.cpu_speedups=int8,compile"]).model.cpu_speedups == ["int8", "compile"]
+    with pytest.raises(ConfigError, match="cpu_speedups: unknown turbo"):
+        load_config("tiny-test", ["model.cpu_speedups=turbo"])

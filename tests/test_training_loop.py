@@ -235,3 +235,25 @@ def test_eval_data_errors_before_training(synth: Path, tmp_path: Path, capsys) -
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing" in err[0]
     assert not (tmp_path / "r").exists()
+
+
+def test_init_loads_what_fits_and_lists_the_new_tensors(synth: Path, tmp_path: Path, capsys) -> None:
+    first = tmp_path / "first"
+    with one_torch_thread():
+        assert cli_main(["train", "--config", TINY, "--data", str(synth), "--out", str(first), "--steps", "1",
+                         *FAST]) == 0
+    data = torch.load(first / "model.pt", weights_only=True)
+    dropped = [k for k in data["state_dict"] if k.startswith("target_encoder.")]
+    assert dropped
+    for k in dropped:  # as an imported image model lacks the target encoder
+        del data["state_dict"][k]
+    torch.save(data, tmp_path / "partial.pt")
+    capsys.readouterr()
+    with one_torch_thread():
+        assert cli_main(["train", "--config", TINY, "--data", str(synth), "--out", str(tmp_path / "second"),
+                         "--steps", "1", "--init", str(tmp_path / "partial.pt"), *FAST]) == 0
+    line = next(x for x in capsys.readouterr().err.splitlines() if "initialised" in x)
+    total = len(data["state_dict"]) + len(dropped)
+    assert f"initialised {total - len(dropped)}/{total} tensors" in line
+    groups = {".".join(k.split(".")[:2]) for k in dropped}
+    assert all(g in line.split("new: ", 1)[1] for g in groups)

@@ -69,6 +69,7 @@ class ModelConfig:
     threads: int = 0  # inference CPU threads (0 = half the cores, at least 1)
     # Inference-only speed-ups (predictor/speedups.py), measured by bench model and eval.
     cpu_speedups: list[str] = field(default_factory=list)  # of int8, compile, no_channels_last
+    autocast: str = "fp16"  # CUDA inference precision: fp16, bf16 or off (fp32); the CPU runs fp32
     dropout: float = 0.0
     # Targets (TarViS): prompted objects decoded as extra queries beside the class queries.
     max_targets: int = 8  # target slots per stream (fixed, so the state stays bounded)
@@ -100,6 +101,7 @@ class ModelConfig:
         require(self.adapter_dim > 0, "adapter_dim must be > 0")
         require(self.memory_length >= 1, "memory_length must be >= 1")
         require(self.threads >= 0, "threads must be >= 0")
+        require(self.autocast in ("fp16", "bf16", "off"), "autocast must be fp16, bf16 or off")
         from streamseg.predictor.speedups import check_speedups
 
         check_speedups(list(self.cpu_speedups))

@@ -86,6 +86,19 @@ class _FusedBackboneCache:
         return self.module
 
 
+def _stage_clock(device: torch.device):
+    """perf_counter for stage timings; on CUDA it synchronises first, so that each stage's time
+    lands on that stage and not on whichever later one happens to wait for the GPU."""
+    if device.type != "cuda":
+        return time.perf_counter
+
+    def clock() -> float:
+        torch.cuda.synchronize(device)
+        return time.perf_counter()
+
+    return clock
+
+
 class OnlineVIS(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -177,28 +190,29 @@ class OnlineVIS(nn.Module):
         on this frame (input-size coordinates), encoded from its features before decoding.
         Updates ``state`` (queries, memory, TCM cache, targets)."""
         timings: dict[str, float] = {}
-        t0 = time.perf_counter()
+        clock = _stage_clock(images.device)
+        t0 = clock()
         if images.dtype == torch.uint8:
             images = self.preprocess(images)
-            t1 = time.perf_counter()
+            t1 = clock()
             timings["preprocess"] = (t1 - t0) * 1e3
             t0 = t1
         text_emb = text_emb.to(device=images.device, dtype=self.query_feat.weight.dtype)
         feats = self._backbone_for_step()(images)
-        t1 = time.perf_counter()
+        t1 = clock()
         timings["backbone"] = (t1 - t0) * 1e3
         pixels = self.pixel_decoder(feats)
-        t2 = time.perf_counter()
+        t2 = clock()
         timings["pixel_decoder"] = (t2 - t1) * 1e3
         if self.tcm is not None and text_emb.shape[0] > 0:
             self._update_taxonomy(state, pixels.levels[0], text_emb)
-        t3 = time.perf_counter()
+        t3 = clock()
         timings["tcm"] = (t3 - t2) * 1e3
         image_size = (images.shape[2], images.shape[3])
         added = None
         if prompts and any(prompts):
             added = self.add_targets(state, prompts, pixels.levels, pixels.mask_features, image_size)
-            t4 = time.perf_counter()
+            t4 = clock()
             timings["target_encoder"] = (t4 - t3) * 1e3
             t3 = t4
 
@@ -240,7 +254,7 @@ class OnlineVIS(nn.Module):
             logits, masks = sliced[-1] if last_is_final else (logits[:, :num_q], masks[:, :num_q])
             aux = sliced
         state.steps += 1
-        timings["decoder"] = (time.perf_counter() - t3) * 1e3  # memory read + decoder layers
+        timings["decoder"] = (clock() - t3) * 1e3  # memory read + decoder layers
         return StepOutput(pred_logits=logits, pred_masks=masks, aux=aux,
                           taxo_logits=None if out.taxo_logits is None else out.taxo_logits[:, :num_q],
                           tcm_scores=state.tcm_scores, query_embed=state.queries, image_size=image_size,

@@ -153,13 +153,23 @@ def load_weights(model: Any, data: dict[str, Any], where: str = "checkpoint") ->
     return absent_optional
 
 
-def load_matching_weights(model: Any, data: dict[str, Any]) -> tuple[int, int]:
+def load_matching_weights(model: Any, data: dict[str, Any]) -> tuple[int, int, list[str]]:
     """Load every checkpoint tensor whose name and shape fit ``model`` (fine-tuning a model that
-    gained modules); returns (loaded, model tensors)."""
+    gained modules, or an imported Mask2Former gaining TCM/TIM); returns (loaded, model tensors,
+    the model's tensors left new)."""
     own = model.state_dict()
     fit = {k: v for k, v in data["state_dict"].items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(fit, strict=False)
-    return len(fit), len(own)
+    return len(fit), len(own), [k for k in own if k not in fit]
+
+
+def summarize_names(names: list[str], depth: int = 2) -> str:
+    """Tensor names grouped by their first ``depth`` components, with counts (one readable line)."""
+    groups: dict[str, int] = {}
+    for n in names:
+        key = ".".join(n.split(".")[:depth])
+        groups[key] = groups.get(key, 0) + 1
+    return ", ".join(f"{k} ({c})" if c > 1 else k for k, c in groups.items())
 
 
 def _some(items: list[str]) -> str:

@@ -91,8 +91,9 @@ class OnlineSegmenter:
             state.text_emb = self._text_tensor(state.vocabulary)
             state.pending_vocabulary = None
         image = torch.from_numpy(np.ascontiguousarray(frame.image))[None].to(self.device)
-        autocast = (torch.autocast("cuda", dtype=torch.float16) if self.device.type == "cuda"
-                    else nullcontext())
+        precision = self.config.model.autocast
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+                    if self.device.type == "cuda" and precision != "off" else nullcontext())
         pending = state.targets.pending
         prompts = None
         if pending:

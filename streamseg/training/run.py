@@ -86,12 +86,12 @@ def run_training(
                   f"{info.world_size} process(es) on {info.device}; output {out_dir}", file=sys.stderr)
         trainer = Trainer(cfg, provider, vocabulary, out_dir, info, progress=progress)
         if init is not None:
-            from streamseg.predictor.checkpoint import load_checkpoint, load_matching_weights
+            from streamseg.predictor.checkpoint import load_checkpoint, load_matching_weights, summarize_names
 
-            loaded, total = load_matching_weights(trainer.model, load_checkpoint(init))
+            loaded, total, new = load_matching_weights(trainer.model, load_checkpoint(init))
             if info.is_main:
-                print(f"train: initialised {loaded}/{total} tensors from {init} (the rest stay new)",
-                      file=sys.stderr)
+                print(f"train: initialised {loaded}/{total} tensors from {init}"
+                      + (f"; new: {summarize_names(new)}" if new else ""), file=sys.stderr)
         if resume is not None:
             trainer.resume(resume)
             if info.is_main:
