@@ -162,7 +162,10 @@ def _compare_speedups(cfg, checkpoint, device: str, vocab, size: tuple[int, int]
         raise ConfigError("--speedups: give choices such as none,int8,compile")
     width, height = size
     frames = _frames(width, height, min(max(n, 2), _PRERENDER))
-    segs, states, per, outs = {}, {}, {}, {}
+    segs: dict[str, Any] = {}
+    states: dict[str, Any] = {}
+    per: dict[str, list[float]] = {}
+    outs: dict[str, list[Any]] = {}
     for choice in choices:
         names = [] if choice == "none" else choice.split("+")
         check_speedups(names)
