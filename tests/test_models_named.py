@@ -182,3 +182,40 @@ def test_shipped_model_by_name_downloads_nothing(tmp_path: Path) -> None:
                   "--quiet", "--publish", "ipc://" + str(tmp_path / "p.sock"))
     assert shipped.returncode == 0, shipped.stderr
     assert not (tmp_path / "cache").exists()  # the shipped model downloads nothing
+
+
+def test_detectron2_url_model_downloads_imports_and_runs(tmp_path: Path) -> None:
+    """A url entry of format detectron2 (as the built-in mask2former-r50-coco): the .pkl is
+    fetched, imported through the restricted unpickler with the entry's class names, and run."""
+    from d2_helpers import d2_from_hf_swin, write_pkl
+    from test_weights_import_detectron2 import hf_swin
+
+    from streamseg.weights_import.class_names import YTVIS19
+
+    pkl = write_pkl(d2_from_hf_swin(hf_swin(TINY, num_labels=len(YTVIS19))), tmp_path / "model_final.pkl")
+    data = pkl.read_bytes()
+    entry = {"name": "tiny-d2", "kind": "url", "format": "detectron2", "classes": "ytvis19", "short_side": 128,
+             "files": [{"names": ["model_final.pkl"], "url": "", "sha256": hashlib.sha256(data).hexdigest()}]}
+    with ModelServer({"/d2/model_final.pkl": data}) as srv:
+        entry["files"][0]["url"] = f"{srv.url}/d2/model_final.pkl"
+        reg = tmp_path / "models.yaml"
+        reg.write_text(json.dumps({"models": [entry]}))
+        r, lines = run_frames(tmp_path, "tiny-d2", STREAMSEG_MODELS=str(reg))
+        assert r.returncode == 0, r.stderr
+        assert srv.requests == ["GET /d2/model_final.pkl"]
+    assert "model tiny-d2: downloaded and imported" in r.stderr
+    assert {x["label"] for x in lines} <= set(YTVIS19)
+    from streamseg.predictor.checkpoint import checkpoint_config, checkpoint_vocabulary, load_checkpoint
+
+    data = load_checkpoint(model_dir(tmp_path, "tiny-d2") / "tiny-d2.pt")
+    assert list(checkpoint_vocabulary(data, "tiny-d2").names) == list(YTVIS19)  # the entry's dataset
+    cfg = checkpoint_config(data)
+    assert cfg.tracker.mode == "match" and cfg.model.input_short_side == 128
+
+
+def test_builtin_r50_entry_is_the_detectron2_release() -> None:
+    from streamseg.models.registry import Registry
+
+    e = Registry.default().get("mask2former-r50-coco")
+    assert e.format == "detectron2" and e.classes == "coco" and e.kind == "url"
+    assert e.files[0].url.endswith("maskformer2_R50_bs16_50ep/model_final_3c8ec9.pkl")

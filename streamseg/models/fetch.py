@@ -66,9 +66,15 @@ def resolve_model(name: str, registry: Registry | None = None, progress: bool = 
                 _fetch_hub(entry, f, src)
             else:
                 _fetch_url(entry, f, src, progress)
-        from streamseg.weights_import.convert import import_transformers
+        if entry.format == "detectron2":
+            from streamseg.weights_import.convert import import_detectron2
 
-        import_transformers(src, out, input_short_side=entry.short_side)
+            import_detectron2(src / entry.files[0].names[0], out, classes=entry.classes,
+                              input_short_side=entry.short_side)
+        else:
+            from streamseg.weights_import.convert import import_transformers
+
+            import_transformers(src, out, input_short_side=entry.short_side)
     finally:  # nothing half-fetched stays: the next use starts clean
         shutil.rmtree(src, ignore_errors=True)
     return ResolvedModel(entry, str(out), None, downloaded=True)

@@ -37,6 +37,8 @@ class ModelEntry:
     revision: str = "main"  # hub
     files: tuple[ModelFile, ...] = ()
     short_side: int = 480  # import setting: model.input_short_side
+    format: Literal["transformers", "detectron2"] = "transformers"  # what the fetched files are
+    classes: str | None = None  # detectron2: the class names' dataset (coco, ytvis19, ytvis21, ovis)
     # what `weights import` makes of it: tracker.mode match, postprocess mask2former, the
     # checkpoint's own class names (see streamseg.weights_import.convert.imported_config)
 
@@ -56,6 +58,11 @@ BUILTIN: tuple[ModelEntry, ...] = (
     _hub("mask2former-swin-s-coco", "small", "S"),
     _hub("mask2former-swin-b-coco", "base", "B"),
     _hub("mask2former-swin-l-coco", "large", "L"),
+    ModelEntry(name="mask2former-r50-coco", kind="url", format="detectron2", classes="coco",
+               description="Mask2Former R50 COCO instance (80 classes), the original detectron2 release",
+               files=(ModelFile(("model_final_3c8ec9.pkl",),
+                                url="https://dl.fbaipublicfiles.com/maskformer/mask2former/coco/instance/"
+                                    "maskformer2_R50_bs16_50ep/model_final_3c8ec9.pkl"),)),
 )
 
 
@@ -73,6 +80,8 @@ def _entry(raw: Any, where: str) -> ModelEntry:
         names = f["names"] if isinstance(f["names"], list) else [f["names"]]
         files.append(ModelFile(tuple(str(n) for n in names), f.get("url"), f.get("sha256")))
     entry = ModelEntry(**{**raw, "files": tuple(files), "description": str(raw.get("description", ""))})
+    if entry.format not in ("transformers", "detectron2"):
+        raise ConfigError(f"{where}: model {entry.name}: format must be transformers or detectron2")
     if entry.kind not in ("shipped", "hub", "url"):
         raise ConfigError(f"{where}: model {entry.name}: kind must be shipped, hub or url")
     if entry.kind == "hub" and not entry.repo_id:
