@@ -245,9 +245,11 @@ def test_publisher_counts_subscribers_of_a_topic_as_they_come_and_go():
         second = Subscriber(pub.address, topics=["seg/cam"])
         other = Subscriber(pub.address, topics=["seg/dog", "status/"])  # no seg/cam messages for it
         try:
-            assert pub.wait_subscribers(2, [b"seg/cam"], timeout_s=10)
+            # every peer's subscriptions arrive on their own connection: wait for all three topics
+            assert pub.wait_subscribers(2, [b"seg/cam", b"seg/dog", b"status/cam"], timeout_s=10)
             assert pub.subscribers(b"seg/cam") == 2
             assert pub.subscribers(b"seg/dog") == 2 and pub.subscribers(b"status/cam") == 2
+            assert pub.wait_subscribers(1, [b"eos/cam"], timeout_s=10)
             assert pub.subscribers(b"eos/cam") == 1
             second.close()
             deadline = time.monotonic() + 10
