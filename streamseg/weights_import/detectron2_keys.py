@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from streamseg.errors import CheckpointError, ConfigError
 from streamseg.model.config import ModelConfig
+from streamseg.weights_import.rename import Rule, apply_rules, refuse_unknown, split_in_proj
 
 _PD = "sem_seg_head.pixel_decoder."
 _PR = "sem_seg_head.predictor."
@@ -29,7 +30,6 @@ _RES_STAGE = {"2": "backbone.stages.0.4", "3": "backbone.stages.1", "4": "backbo
               "5": "backbone.stages.3"}  # torchvision layer1 sits in our stage 0 after the stem
 _BN = r"(weight|bias|running_mean|running_var)"
 
-Rule = tuple[str, "str | Callable[[re.Match[str]], str]"]
 _BACKBONE: list[Rule] = [
     # ResNet (torchvision layout: stem = conv1, bn1, relu, maxpool, layer1)
     (r"stem\.conv1\.weight", "backbone.stages.0.0.weight"),
@@ -87,14 +87,6 @@ _IN_PROJ = re.compile(r"transformer_(self|cross)_attention_layers\.(\d+)\.(self_
                       r"\.in_proj_(weight|bias)")
 
 
-def _apply(rules: list[Rule], rest: str) -> str | None:
-    for pattern, target in rules:
-        m = re.fullmatch(pattern, rest)
-        if m:
-            return target(m) if callable(target) else m.expand(target)
-    return None
-
-
 def map_state_dict(src: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """detectron2 tensors renamed to OnlineVIS names (fused attention input projections split);
     refuses keys no Mask2Former / MinVIS module has."""
@@ -105,29 +97,25 @@ def map_state_dict(src: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             continue
         target = None
         if key.startswith("backbone."):
-            target = _apply(_BACKBONE, key[len("backbone."):])
+            target = apply_rules(_BACKBONE, key[len("backbone."):])
         elif key.startswith(_PD):
-            target = _apply(_PIXEL, key[len(_PD):])
+            target = apply_rules(_PIXEL, key[len(_PD):])
         elif key.startswith(_PR):
             rest = key[len(_PR):]
             m = _IN_PROJ.fullmatch(rest)
             if m:
                 layer = "self_attn" if m[1] == "self" else "cross"
-                for name, part in zip("qkv", value.chunk(3, dim=0)):
-                    out[f"decoder.{layer}.{m[2]}.attn.{name}_proj.{m[4]}"] = part.clone()
+                split_in_proj(value, f"decoder.{layer}.{m[2]}.attn.", m[4], out)
                 continue
             if rest.startswith("input_proj."):
                 raise CheckpointError(f"{key}: a decoder input projection (pixel decoder channels != "
                                       "hidden_dim, or ENFORCE_INPUT_PROJ) is not supported")
-            target = _apply(_PREDICTOR, rest)
+            target = apply_rules(_PREDICTOR, rest)
         if target is None:
             unknown.append(key)
             continue
         out[target] = value
-    if unknown:
-        shown = ", ".join(unknown[:3]) + (", ..." if len(unknown) > 3 else "")
-        raise CheckpointError(f"not a detectron2 Mask2Former/MinVIS checkpoint: {len(unknown)} "
-                              f"unrecognised keys ({shown})")
+    refuse_unknown(unknown, "detectron2 Mask2Former/MinVIS")
     return out
 
 

@@ -12,6 +12,7 @@ import re
 import torch
 
 from streamseg.errors import CheckpointError
+from streamseg.weights_import.rename import apply_rules, refuse_unknown, split_in_proj
 
 _BB = "model.pixel_level_module.encoder."
 _PD = "model.pixel_level_module.decoder."
@@ -73,14 +74,6 @@ def _canonical_backbone(rest: str) -> str:
     return rest
 
 
-def _match(rules: list, rest: str) -> str | None:
-    for pattern, target in rules:
-        m = re.fullmatch(pattern, rest)
-        if m and target is not None:
-            return m.expand(target)
-    return None
-
-
 def map_state_dict(src: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Source tensors renamed (and fused/split) to OnlineVIS names; refuses foreign keys."""
     out: dict[str, torch.Tensor] = {}
@@ -104,30 +97,26 @@ def map_state_dict(src: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
                 target = f"backbone.stages.{int(m[1]) + 1}.0.{m[2]}.{m[3]}"
             if rest == "layernorm.weight" or rest == "layernorm.bias":
                 continue  # the classification norm after stage 4: unused by Mask2Former
-            target = target or _match(_SIMPLE, rest)
+            target = target or apply_rules(_SIMPLE, rest)
         elif key.startswith(_PD):
-            target = _match(_PIXEL, key[len(_PD):])
+            target = apply_rules(_PIXEL, key[len(_PD):])
         elif key.startswith(_TM):
             rest = key[len(_TM):]
             m = re.fullmatch(r"decoder\.layers\.(\d+)\.cross_attn\.in_proj_(weight|bias)", rest)
             if m:
-                for name, part in zip("qkv", value.chunk(3, dim=0)):
-                    out[f"decoder.cross.{m[1]}.attn.{name}_proj.{m[2]}"] = part.clone()
+                split_in_proj(value, f"decoder.cross.{m[1]}.attn.", m[2], out)
                 continue
             if rest.startswith("input_projections.") :
                 raise CheckpointError(f"{key}: Mask2Former with feature_size != hidden_dim (a decoder "
                                       "input projection) is not supported")
-            target = _match(_TRANSFORMER, rest)
+            target = apply_rules(_TRANSFORMER, rest)
         elif key.startswith("class_predictor."):
             target = "decoder.classifier.fc." + key.split(".", 1)[1]
         if target is None:
             unknown.append(key)
             continue
         out[target] = value
-    if unknown:
-        shown = ", ".join(unknown[:3]) + (", ..." if len(unknown) > 3 else "")
-        raise CheckpointError(f"not a transformers Mask2Former (Swin) checkpoint: {len(unknown)} "
-                              f"unrecognised keys ({shown})")
+    refuse_unknown(unknown, "transformers Mask2Former (Swin)")
     for target, parts in qkv.items():
         if set(parts) != {"q", "k", "v"}:
             raise CheckpointError(f"{target}: query/key/value incomplete in the checkpoint")
