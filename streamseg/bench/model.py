@@ -7,6 +7,7 @@ keeps memory flat on an endless stream. Figures only: nothing here asserts a spe
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import resource
@@ -129,14 +130,8 @@ def _measure_targets(seg, vocab, size: tuple[int, int], counts: list[int], n: in
             seg.add_target(state, box=(x0, height / 4, x0 + width / 5, height / 2), name=f"t{k}")
         for i in range(_WARMUP):
             seg.step(state, frames[i % len(frames)])
-        states[c], per[c] = state, []
-    for _ in range(rounds):
-        for c in counts:
-            for i in range(max(1, n // rounds)):
-                f = frames[i % len(frames)]
-                t0 = time.perf_counter()
-                seg.step(states[c], f)
-                per[c].append(time.perf_counter() - t0)
+        states[c] = state
+    per, _ = _interleaved({c: (seg, states[c]) for c in counts}, frames, n, rounds)
     out = {}
     for c in counts:
         med = statistics.median(per[c])
@@ -145,14 +140,28 @@ def _measure_targets(seg, vocab, size: tuple[int, int], counts: list[int], n: in
     return {"size": f"{width}x{height}", "counts": out}
 
 
+def _interleaved(runs: dict[Any, tuple[Any, Any]], frames: list, n: int,
+                 rounds: int) -> tuple[dict[Any, list[float]], dict[Any, list[Any]]]:
+    """Step every (segmenter, state) of ``runs`` n frames in ``rounds`` interleaved rounds, so
+    that a load change on a shared machine hits each alike: seconds per step, and the outputs."""
+    per: dict[Any, list[float]] = {k: [] for k in runs}
+    outs: dict[Any, list[Any]] = {k: [] for k in runs}
+    for _ in range(rounds):
+        for key, (seg, state) in runs.items():
+            for i in range(max(1, n // rounds)):
+                f = copy.copy(frames[i % len(frames)])
+                t0 = time.perf_counter()
+                tracks = seg.step(state, f)
+                per[key].append(time.perf_counter() - t0)
+                outs[key].append(tracks)
+    return per, outs
+
+
 def _compare_speedups(cfg, checkpoint, device: str, vocab, size: tuple[int, int], text: str, n: int,
                       rounds: int = 5) -> dict[str, Any]:
     """Frame rate of each speed-up choice ("none", "int8", "int8+compile", ...): one segmenter per
-    choice, stepped in interleaved rounds so that a load change on a shared machine hits every
-    choice alike; ratios are to the first choice. Agreement: the share of the first choice's
+    choice, stepped in interleaved rounds; ratios are to the first choice. Agreement: the share of the first choice's
     published instances that the other reproduces (same track id, mask IoU >= 0.9)."""
-    import copy
-
     from streamseg.errors import ConfigError
     from streamseg.predictor.segmenter import build_segmenter
     from streamseg.predictor.speedups import check_speedups
@@ -162,28 +171,18 @@ def _compare_speedups(cfg, checkpoint, device: str, vocab, size: tuple[int, int]
         raise ConfigError("--speedups: give choices such as none,int8,compile")
     width, height = size
     frames = _frames(width, height, min(max(n, 2), _PRERENDER))
-    segs: dict[str, Any] = {}
-    states: dict[str, Any] = {}
-    per: dict[str, list[float]] = {}
-    outs: dict[str, list[Any]] = {}
+    runs: dict[str, tuple[Any, Any]] = {}
     for choice in choices:
         names = [] if choice == "none" else choice.split("+")
         check_speedups(names)
         c = copy.deepcopy(cfg)
         c.model.cpu_speedups = names
-        segs[choice] = build_segmenter(c, checkpoint, device=device)
-        states[choice] = segs[choice].init_state(vocab)
+        seg = build_segmenter(c, checkpoint, device=device)
+        state = seg.init_state(vocab)
         for i in range(_WARMUP):  # (and the compile of each size)
-            segs[choice].step(states[choice], frames[i % len(frames)])
-        per[choice], outs[choice] = [], []
-    for _ in range(rounds):
-        for choice in choices:
-            for i in range(max(1, n // rounds)):
-                f = copy.copy(frames[i % len(frames)])
-                t0 = time.perf_counter()
-                tracks = segs[choice].step(states[choice], f)
-                per[choice].append(time.perf_counter() - t0)
-                outs[choice].append(tracks)
+            seg.step(state, frames[i % len(frames)])
+        runs[choice] = (seg, state)
+    per, outs = _interleaved(runs, frames, n, rounds)
     base = choices[0]
     result = {}
     for choice in choices:
