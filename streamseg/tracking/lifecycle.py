@@ -12,6 +12,7 @@ All state is a fixed set of per-slot arrays: its size does not depend on the str
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -119,17 +120,10 @@ class TrackLifecycle:
             state.missed[slot] = 0
         visible |= born
 
-        # Running mean over the last score_window visible frames.
-        n = np.minimum(state.visible_count[visible] + 1, cfg.score_window)
-        state.visible_count[visible] = n
-        state.score[visible] += (scores[visible] - state.score[visible]) / n
-
+        observe(state, visible, scores[visible], cfg.score_window)
         track_id = state.track_id.copy()
         score = state.score.copy()
-        state.track_id[ended] = FREE
-        state.score[ended] = 0.0
-        state.visible_count[ended] = 0
-        state.missed[ended] = 0
+        clear(state, ended)
         return LifecycleResult(visible=visible, born=born, ended=ended,
                                reset=ended | duplicate | taken_over, track_id=track_id, score=score)
 
@@ -155,10 +149,23 @@ class TrackLifecycle:
         state.score[dst] = state.score[src]
         state.visible_count[dst] = state.visible_count[src]
         state.missed[dst] = 0
-        state.track_id[src] = FREE
-        state.score[src] = 0.0
-        state.visible_count[src] = 0
-        state.missed[src] = 0
+        clear(state, np.array([src]))
+
+
+def observe(state: Any, rows: np.ndarray, scores: np.ndarray, window: int) -> None:
+    """Fold this frame's scores into the tracks of ``rows`` (index or bool mask): a running mean
+    over the last ``window`` visible frames, an incremental mean that turns into an EMA."""
+    n = np.minimum(state.visible_count[rows] + 1, window)
+    state.visible_count[rows] = n
+    state.score[rows] += (scores - state.score[rows]) / n
+
+
+def clear(state: Any, rows: np.ndarray) -> None:
+    """Free ``rows``: no track, no score, no history (slot tracks and matched tracks alike)."""
+    state.track_id[rows] = FREE
+    state.score[rows] = 0.0
+    state.visible_count[rows] = 0
+    state.missed[rows] = 0
 
 
 def _best_overlap(flat: np.ndarray, slot: int, others: np.ndarray, max_iou: float) -> int | None:

@@ -20,7 +20,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from streamseg.tracking.config import TrackerConfig
-from streamseg.tracking.lifecycle import FREE, _best_overlap
+from streamseg.tracking.lifecycle import FREE, _best_overlap, clear, observe
 
 
 @dataclass
@@ -123,20 +123,14 @@ class EmbeddingMatcher:
             shown[q] = True
             born[q] = True
 
-        # Running mean over the last score_window visible frames, as TrackLifecycle.
         qs = np.flatnonzero(shown)
         vis = query_row[qs]
-        count = np.minimum(state.visible_count[vis] + 1, cfg.score_window)
-        state.visible_count[vis] = count
-        state.score[vis] += (scores[qs] - state.score[vis]) / count
+        observe(state, vis, scores[qs], cfg.score_window)  # the running mean TrackLifecycle keeps
 
         track_id = np.full(n, FREE, dtype=np.int64)
         score = np.zeros(n)
         track_id[qs] = state.track_id[vis]
         score[qs] = state.score[vis]
         ended = [int(t) for t in state.track_id[ended_rows]]
-        state.track_id[ended_rows] = FREE
-        state.score[ended_rows] = 0.0
-        state.visible_count[ended_rows] = 0
-        state.missed[ended_rows] = 0
+        clear(state, ended_rows)
         return MatchResult(track_id=track_id, score=score, born=born, ended=ended)
