@@ -219,3 +219,36 @@ def test_builtin_r50_entry_is_the_detectron2_release() -> None:
     e = Registry.default().get("mask2former-r50-coco")
     assert e.format == "detectron2" and e.classes == "coco" and e.kind == "url"
     assert e.files[0].url.endswith("maskformer2_R50_bs16_50ep/model_final_3c8ec9.pkl")
+
+
+def test_minvis_hub_entry_fetches_the_detectron2_pth_and_runs_it(tmp_path: Path) -> None:
+    """The built-in minvis-r50-ytvis19 entry as huggingface_hub fetches it (HF_ENDPOINT on
+    127.0.0.1): a detectron2 .pth (torch.load weights_only), imported with YouTube-VIS 2019's 40
+    names, run online with the match tracker. The served network is a tiny random D2 Swin, not
+    MinVIS's R50: the importer infers the architecture from the tensors, so the entry is what
+    is tested here."""
+    from d2_helpers import d2_from_hf_swin, write_pth
+    from test_weights_import_detectron2 import hf_swin
+
+    from streamseg.models.registry import Registry
+    from streamseg.predictor.checkpoint import checkpoint_config, checkpoint_vocabulary, load_checkpoint
+    from streamseg.weights_import.class_names import YTVIS19
+
+    entry = Registry.default().get("minvis-r50-ytvis19")
+    assert (entry.kind, entry.format, entry.classes, entry.repo_id) == (
+        "hub", "detectron2", "ytvis19", "deahuang/MinVIS-Model-Zoo")
+    pth = write_pth(d2_from_hf_swin(hf_swin(TINY, num_labels=len(YTVIS19))), tmp_path / "m.pth")
+    served = {"/deahuang/MinVIS-Model-Zoo/resolve/main/minvis_ytvis19_R50.pth": pth.read_bytes()}
+    with ModelServer(served) as srv:
+        r, lines = run_frames(tmp_path, "minvis-r50-ytvis19", *SMALL, HF_ENDPOINT=srv.url, **HUB_ENV)
+        assert r.returncode == 0, r.stderr
+        assert "GET /deahuang/MinVIS-Model-Zoo/resolve/main/minvis_ytvis19_R50.pth" in srv.requests
+    assert "model minvis-r50-ytvis19: downloaded and imported" in r.stderr
+    assert {x["label"] for x in lines} <= set(YTVIS19)
+    data = load_checkpoint(model_dir(tmp_path, "minvis-r50-ytvis19") / "minvis-r50-ytvis19.pt")
+    assert list(checkpoint_vocabulary(data, "minvis").names) == list(YTVIS19)
+    cfg = checkpoint_config(data)
+    assert cfg.tracker.mode == "match" and cfg.model.input_short_side == 360  # the entry's test size
+    for dataset in ("ytvis21", "ovis"):
+        other = Registry.default().get(f"minvis-r50-{dataset}")
+        assert other.files[0].names == (f"minvis_{dataset}_R50.pth",) and other.classes == dataset

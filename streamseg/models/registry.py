@@ -1,7 +1,8 @@
 """Model names -> where their weights come from and how they are imported.
 
-Built-in entries: the shipped CPU model (no download) and the transformers Mask2Former COCO
-instance checkpoints on the model hub. ``$STREAMSEG_MODELS`` may name a YAML file of more
+Built-in entries: the shipped CPU model (no download), the transformers Mask2Former COCO
+instance checkpoints on the model hub, the original detectron2 Mask2Former R50 COCO release, and
+MinVIS R50 (YouTube-VIS 2019/2021, OVIS) from its authors' hub mirror. ``$STREAMSEG_MODELS`` may name a YAML file of more
 entries (a local mirror, plain-HTTP sources), same fields as ``ModelEntry``; they override
 built-in names.
 """
@@ -50,6 +51,16 @@ def _hub(name: str, size: str, what: str) -> ModelEntry:
         files=(ModelFile(("config.json",)), ModelFile(("model.safetensors", "pytorch_model.bin"))))
 
 
+def _minvis(dataset: str, what: str) -> ModelEntry:
+    """MinVIS R50 (NVlabs/MinVIS's model zoo, mirrored by its author on the hub): a detectron2
+    .pth of the per-frame video Mask2Former; tracked online by embedding matching."""
+    return ModelEntry(
+        name=f"minvis-r50-{dataset}", kind="hub", repo_id="deahuang/MinVIS-Model-Zoo",
+        format="detectron2", classes=dataset, short_side=360,  # the zoo's test size (360)
+        description=f"MinVIS R50 {what}, the authors' detectron2 release on the model hub",
+        files=(ModelFile((f"minvis_{dataset}_R50.pth",)),))
+
+
 BUILTIN: tuple[ModelEntry, ...] = (
     ModelEntry(name="cpu-mobilenet-synth", kind="shipped", config="cpu-mobilenet",
                description="the shipped CPU model (MobileNetV2, TMT-VIS), trained on the synthetic "
@@ -63,6 +74,9 @@ BUILTIN: tuple[ModelEntry, ...] = (
                files=(ModelFile(("model_final_3c8ec9.pkl",),
                                 url="https://dl.fbaipublicfiles.com/maskformer/mask2former/coco/instance/"
                                     "maskformer2_R50_bs16_50ep/model_final_3c8ec9.pkl"),)),
+    _minvis("ytvis19", "YouTube-VIS 2019 (40 classes)"),
+    _minvis("ytvis21", "YouTube-VIS 2021 (40 classes)"),
+    _minvis("ovis", "OVIS (25 classes)"),
 )
 
 
