@@ -4,6 +4,7 @@ Real `streamseg run` subprocesses; the ground-truth segmenter keeps them model-f
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,12 @@ def test_shipped_configs_still_load():
     from streamseg.config import packaged_configs
     for name in packaged_configs():
         assert load_config(name).source_path == str((Path(__file__).parent.parent / "configs" / f"{name}.yaml").resolve())
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["model.fpn_refine=-1"], "fpn_refine must be in [0, 8]"),
+    (["model.pixel_decoder=deformable", "model.fpn_refine=1"], "fpn_refine needs pixel_decoder: fpn"),
+])
+def test_fpn_refine_is_validated(overrides, needle):
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        load_config(overrides=overrides)

@@ -15,7 +15,7 @@ from streamseg.model.deformable_attention import MSDeformAttn, ms_deform_attn_sa
 from streamseg.model.layers import CrossAttentionLayer
 from streamseg.model.masked_decoder import MaskedDecoder
 from streamseg.model.memory import MemoryReader, push_memory
-from streamseg.model.pixel_decoder import build_pixel_decoder
+from streamseg.model.pixel_decoder import Pointwise, build_pixel_decoder
 from streamseg.model.taxonomy import TaxonomyCompilation, TaxonomyInjection
 
 
@@ -157,6 +157,34 @@ def test_pixel_decoder_shapes_and_gradients(kind):
     assert all(f.grad.abs().sum() > 0 for f in feats)
     assert _grads_everywhere(dec) == []
 
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_pointwise_equals_a_1x1_conv(layout):
+    conv = torch.nn.Conv2d(12, 20, 1)
+    pw = Pointwise(12, 20)
+    pw.load_state_dict(conv.state_dict())  # same names and shapes: checkpoints are unchanged
+    x = torch.randn(2, 12, 7, 9).contiguous(memory_format=layout)
+    torch.testing.assert_close(pw(x), conv(x), atol=1e-5, rtol=1e-5)
+
+
+def test_fpn_refine_blocks_start_as_identity_then_train():
+    """Blocks added to a trained FPN (train --init) leave its output unchanged at first, and
+    their zero-initialised last norm still gets a gradient."""
+    channels = (8, 12, 16, 24)
+    plain = build_pixel_decoder("fpn", channels, dim=32, mask_dim=16, layers=0, heads=4, points=2,
+                                ffn_dim=32)
+    refined = build_pixel_decoder("fpn", channels, dim=32, mask_dim=16, layers=0, heads=4, points=2,
+                                  ffn_dim=32, refine=2)
+    missing, unexpected = refined.load_state_dict(plain.state_dict(), strict=False)
+    assert unexpected == [] and missing and all(k.startswith("refine.") for k in missing)
+    feats = [torch.randn(2, c, 32 // s, 64 // s) for c, s in zip(channels, (1, 2, 4, 8))]
+    out = refined(feats)
+    torch.testing.assert_close(out.mask_features, plain(feats).mask_features)
+    out.mask_features.pow(2).mean().backward()
+    assert refined.refine[0].body[1][1].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="unknown pixel decoder"):
+        build_pixel_decoder("unet", channels, 32, 16, 0, 4, 2, 32)
 
 # ----------------------------------------------------------------------------- masked attention
 def test_cross_attention_mask_gives_masked_keys_zero_weight_and_empty_rows_attend_everywhere():

@@ -29,6 +29,9 @@ class ModelConfig:
     # Pixel decoder: "deformable" = multi-scale deformable-attention encoder (Mask2Former),
     # "fpn" = light top-down FPN (CPU).
     pixel_decoder: Literal["deformable", "fpn"] = "fpn"
+    # fpn only: residual depthwise-separable 5x5 blocks on the stride-4 mask features (spatial
+    # context there, where the only other input is a 1x1 projection of low-level features).
+    fpn_refine: int = 0
     enc_layers: int = 6
     enc_heads: int = 8
     enc_points: int = 4
@@ -91,6 +94,9 @@ class ModelConfig:
         require(self.enc_points >= 1, "enc_points must be >= 1")
         require(self.ffn_dim > 0 and self.enc_ffn_dim > 0, "ffn_dim and enc_ffn_dim must be > 0")
         require(self.mask_dim >= 0, "mask_dim must be >= 0")
+        require(0 <= self.fpn_refine <= 8, "fpn_refine must be in [0, 8]")
+        require(self.fpn_refine == 0 or self.pixel_decoder == "fpn",
+                "fpn_refine needs pixel_decoder: fpn")
         require(64 <= self.input_short_side <= 2048, "input_short_side must be in [64, 2048]")
         require(self.input_max_long_side >= self.input_short_side,
                 "input_max_long_side must be >= input_short_side")

@@ -110,7 +110,8 @@ class OnlineVIS(nn.Module):
         self._fused_backbone = _FusedBackboneCache()  # rebuilt when the weights change
         self.pixel_decoder = build_pixel_decoder(
             cfg.pixel_decoder, self.backbone.channels, dim, mask_dim, cfg.enc_layers, cfg.enc_heads,
-            cfg.enc_points, cfg.enc_ffn_dim, cfg.dropout, mask2former=cfg.layout == "mask2former")
+            cfg.enc_points, cfg.enc_ffn_dim, cfg.dropout, mask2former=cfg.layout == "mask2former",
+            refine=cfg.fpn_refine)
         self.tcm = (TaxonomyCompilation(cfg.text_dim, dim, cfg.adapter_dim, cfg.nheads, cfg.ffn_dim,
                                         cfg.taxonomy_size, cfg.dropout) if cfg.taxonomy else None)
         self.memory_reader = MemoryReader(dim, cfg.nheads, self.memory_length, cfg.dropout)

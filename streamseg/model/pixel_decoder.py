@@ -22,9 +22,28 @@ class PixelFeatures:
     mask_features: torch.Tensor  # stride 4
 
 
+class Pointwise(nn.Conv2d):
+    """A 1x1 convolution computed as a matmul over channels-last pixels. PyTorch's CPU kernel for
+    1x1 convolutions goes through im2col and transposing copies (~3x slower at stride 4 in the
+    CPU config); the weights and their names are nn.Conv2d's, so checkpoints are unchanged."""
+
+    def __init__(self, cin: int, cout: int, bias: bool = True) -> None:
+        super().__init__(cin, cout, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nhwc = x.permute(0, 2, 3, 1)
+        return F.linear(nhwc, self.weight.flatten(1), self.bias).permute(0, 3, 1, 2)
+
+
+def _conv(cin: int, cout: int, k: int, groups: int = 1, bias: bool = True) -> nn.Conv2d:
+    if k == 1 and groups == 1:
+        return Pointwise(cin, cout, bias=bias)
+    return nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=bias)
+
+
 def _conv_gn(cin: int, cout: int, k: int, groups: int = 1, act: bool = False,
              bias: bool = False) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, padding=k // 2, groups=groups, bias=bias),
+    layers: list[nn.Module] = [_conv(cin, cout, k, groups=groups, bias=bias),
                                nn.GroupNorm(min(32, cout), cout)]
     if act:
         layers.append(nn.ReLU(inplace=True))
@@ -93,22 +112,41 @@ def _reference_points(h: int, w: int, device: torch.device, dtype: torch.dtype) 
     return torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=-1)
 
 
+class RefineBlock(nn.Module):
+    """Residual depthwise-separable 5x5 block at stride 4: spatial context for the mask features,
+    whose only other input there is a 1x1 projection of the backbone's low-level c2 (texture
+    leaks into the masks without it). The last norm starts at zero, so adding blocks to a trained
+    model leaves its output unchanged until they are trained."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_conv_gn(dim, dim, 5, groups=dim, act=True), _conv_gn(dim, dim, 1))
+        nn.init.zeros_(self.body[1][1].weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.body(x))
+
+
 class FPNPixelDecoder(nn.Module):
     """Light top-down FPN for the CPU config: 1x1 laterals, nearest upsampling, depthwise-separable
-    3x3 smoothing at strides 16 and 8. The stride-4 step is only lateral + upsample + add + ReLU +
-    1x1 projection: at 448x256 every op there touches ~1M values, and a dense 3x3 conv would cost
-    ~1 GMAC, more than the rest of the decoder."""
+    3x3 smoothing at strides 16 and 8. The stride-4 step is lateral + upsample + add + ReLU,
+    ``refine`` residual depthwise-separable blocks, and a 1x1 projection: a dense 3x3 conv there
+    would cost more than the rest of the decoder. Everything runs channels-last (the backbone's
+    layout): mixing layouts costs a transposing copy per op."""
 
-    def __init__(self, in_channels: tuple[int, int, int, int], dim: int, mask_dim: int) -> None:
+    def __init__(self, in_channels: tuple[int, int, int, int], dim: int, mask_dim: int,
+                 refine: int = 0) -> None:
         super().__init__()
         self.lateral = nn.ModuleList(_conv_gn(c, dim, 1) for c in in_channels[1:])  # c3..c5
         self.smooth = nn.ModuleList(
             nn.Sequential(_conv_gn(dim, dim, 3, groups=dim), _conv_gn(dim, dim, 1, act=True))
             for _ in range(2))  # strides 16, 8 (the stride-32 output is its lateral)
-        self.lateral4 = nn.Conv2d(in_channels[0], dim, 1)
-        self.mask_proj = nn.Conv2d(dim, mask_dim, 1)
+        self.lateral4 = Pointwise(in_channels[0], dim)
+        self.refine = nn.Sequential(*(RefineBlock(dim) for _ in range(refine)))
+        self.mask_proj = Pointwise(dim, mask_dim)
 
     def forward(self, feats: list[torch.Tensor]) -> PixelFeatures:
+        feats = [f.contiguous(memory_format=torch.channels_last) for f in feats]
         c2 = feats[0]
         lats = [lat(f) for lat, f in zip(self.lateral, feats[1:])]  # strides 8, 16, 32
         y = lats[2]
@@ -117,16 +155,16 @@ class FPNPixelDecoder(nn.Module):
             y = lateral + F.interpolate(y, size=lateral.shape[-2:], mode="nearest")
             y = self.smooth[i](y)
             outs.append(y)
-        y4 = self.lateral4(c2) + F.interpolate(y, size=c2.shape[-2:], mode="nearest")
-        return PixelFeatures(levels=outs, mask_features=self.mask_proj(F.relu(y4)))
+        y4 = self.refine(F.relu(self.lateral4(c2) + F.interpolate(y, size=c2.shape[-2:], mode="nearest")))
+        return PixelFeatures(levels=outs, mask_features=self.mask_proj(y4))
 
 
 def build_pixel_decoder(kind: str, in_channels: tuple[int, int, int, int], dim: int, mask_dim: int,
                         layers: int, heads: int, points: int, ffn_dim: int,
-                        dropout: float = 0.0, mask2former: bool = False) -> nn.Module:
+                        dropout: float = 0.0, mask2former: bool = False, refine: int = 0) -> nn.Module:
     if kind == "deformable":
         return DeformablePixelDecoder(in_channels, dim, mask_dim, layers, heads, points, ffn_dim,
                                       dropout, mask2former)
     if kind == "fpn":
-        return FPNPixelDecoder(in_channels, dim, mask_dim)
+        return FPNPixelDecoder(in_channels, dim, mask_dim, refine)
     raise ValueError(f"unknown pixel decoder {kind!r}")
