@@ -120,8 +120,9 @@ class RefineBlock(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(_conv_gn(dim, dim, 5, groups=dim, act=True), _conv_gn(dim, dim, 1))
-        nn.init.zeros_(self.body[1][1].weight)
+        last = _conv_gn(dim, dim, 1)
+        self.body = nn.Sequential(_conv_gn(dim, dim, 5, groups=dim, act=True), last)
+        nn.init.zeros_(last[1].weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(x + self.body(x))

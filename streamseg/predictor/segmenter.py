@@ -1,8 +1,10 @@
 """The predictor: OnlineVIS + track lifecycle + postprocess, behind the engine's Segmenter protocol.
 
-Two ways to keep IDs (``tracker.mode``): ``propagate`` carries each query slot to the next frame
+Three ways to keep IDs (``tracker.mode``): ``propagate`` carries each query slot to the next frame
 (a slot is a track, TrackLifecycle); ``match`` runs an image model with fresh queries every frame
-and matches each frame's queries to tracks by embedding similarity (EmbeddingMatcher, MinVIS).
+and matches each frame's queries to tracks by embedding similarity (EmbeddingMatcher, MinVIS);
+``propagate_match`` carries the queries and matches them to tracks by embedding (an object that
+changes slot keeps its ID).
 
 In the spirit of SAM2's video predictor: ``build_segmenter(config, checkpoint)`` once, then per
 stream ``init_state(vocabulary)`` and ``step(state, frame) -> Tracks`` (or ``propagate(frames)``).
@@ -60,7 +62,7 @@ class OnlineSegmenter:
         self.vocabulary = vocabulary  # default for init_state()
         self.device = torch.device(device)
         self.lifecycle = TrackLifecycle(config.tracker)
-        self.matcher = EmbeddingMatcher(config.tracker) if config.tracker.mode == "match" else None
+        self.matcher = EmbeddingMatcher(config.tracker) if config.tracker.mode != "propagate" else None
         self.targets_trained = True  # False: the checkpoint had no target-encoder weights
         self.trained_names: list[str] | None = None  # the checkpoint's training classes (None: untrained)
         thr = config.tracker.mask_threshold
@@ -99,7 +101,7 @@ class OnlineSegmenter:
         if pending:
             in_h, in_w = self.model.input_size(frame.height, frame.width)
             prompts = [[p.to_input(frame.height, frame.width, in_h, in_w) for _, p in pending]]
-        if self.matcher is not None:  # an image model: every class query starts fresh
+        if self.config.tracker.mode == "match":  # an image model: every class query starts fresh
             self.model.reset_slots(state.model_state, torch.ones(1, self.config.model.num_queries,
                                                                  dtype=torch.bool))
         with torch.inference_mode(), autocast:

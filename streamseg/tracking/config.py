@@ -12,8 +12,10 @@ class TrackerConfig:
     # propagate: the network carries each query slot to the next frame (GenVIS online mode), a
     # slot is a track. match: an image model (imported Mask2Former, MinVIS) gets fresh queries
     # every frame and each frame's kept queries are matched to tracks by the cosine similarity
-    # of their embeddings (MinVIS), Hungarian assignment.
-    mode: Literal["propagate", "match"] = "propagate"
+    # of their embeddings (MinVIS), Hungarian assignment. propagate_match: queries are carried
+    # as in propagate, IDs are assigned as in match, so an object that moves to another slot (or
+    # whose slot fades while another picks it up) keeps its ID.
+    mode: Literal["propagate", "match", "propagate_match"] = "propagate"
     birth_threshold: float = 0.5  # a free slot whose score reaches this becomes a new track
     keep_threshold: float = 0.3  # a track scoring below this (or with an empty mask) is missed this frame
     max_missed: int = 20  # D: consecutive missed frames after which a track ends and its slot is reset
