@@ -41,7 +41,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "with recall and decay over time. The dataset's classes run as the vocabulary beside the targets "
         "(--no-vocabulary: targets only).",
     )
-    t.add_argument("--config", required=True, help="model config (YAML)")
+    t.add_argument("--config", default=None, metavar="NAME|FILE",
+                   help="model config, a file or a shipped config's name (default: cpu-mobilenet, the shipped CPU model)")
     t.add_argument("--checkpoint", help="weights (default: the config's checkpoint)")
     t.add_argument("--data", required=True, metavar="DIR|JSON", help="annotation JSON or folder holding valid.json")
     t.add_argument("--prompt", choices=("mask", "point", "box"), default="mask", help="prompt kind (default mask)")
@@ -146,7 +147,7 @@ def _eval_targets(args: argparse.Namespace) -> int:
 
     if args.max_videos is not None and args.max_videos < 1:
         raise ConfigError("--max-videos must be >= 1")
-    config = load_config(args.config, args.set)
+    config = load_config(config_name(args.config), args.set)
     gt = load_ytvis(resolve_annotations(args.data))
     # every object of a video is a target until its end: enough slots for the busiest video
     # (max_targets sizes the state only, no weights depend on it)
