@@ -158,7 +158,6 @@ def test_pixel_decoder_shapes_and_gradients(kind):
     assert _grads_everywhere(dec) == []
 
 
-
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_pointwise_equals_a_1x1_conv(layout):
     conv = torch.nn.Conv2d(12, 20, 1)
@@ -185,6 +184,7 @@ def test_fpn_refine_blocks_start_as_identity_then_train():
     assert refined.refine[0].body[1][1].weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="unknown pixel decoder"):
         build_pixel_decoder("unet", channels, 32, 16, 0, 4, 2, 32)
+
 
 # ----------------------------------------------------------------------------- masked attention
 def test_cross_attention_mask_gives_masked_keys_zero_weight_and_empty_rows_attend_everywhere():

@@ -184,15 +184,37 @@ def test_shipped_model_by_name_downloads_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "cache").exists()  # the shipped model downloads nothing
 
 
-def test_detectron2_url_model_downloads_imports_and_runs(tmp_path: Path) -> None:
-    """A url entry of format detectron2 (as the built-in mask2former-r50-coco): the .pkl is
-    fetched, imported through the restricted unpickler with the entry's class names, and run."""
-    from d2_helpers import d2_from_hf_swin, write_pkl
+def _tiny_d2_ytvis19() -> dict:
+    """A tiny random detectron2 Swin Mask2Former state dict with YouTube-VIS 2019's 40 classes."""
+    from d2_helpers import d2_from_hf_swin
     from test_weights_import_detectron2 import hf_swin
 
     from streamseg.weights_import.class_names import YTVIS19
 
-    pkl = write_pkl(d2_from_hf_swin(hf_swin(TINY, num_labels=len(YTVIS19))), tmp_path / "model_final.pkl")
+    return d2_from_hf_swin(hf_swin(TINY, num_labels=len(YTVIS19)))
+
+
+def _check_imported_ytvis19(tmp: Path, name: str, r: subprocess.CompletedProcess, lines: list[dict],
+                            short_side: int) -> None:
+    """The named model was downloaded, imported with YouTube-VIS 2019's names and the entry's
+    short side, runs with the match tracker, and published only those names."""
+    from streamseg.predictor.checkpoint import checkpoint_config, checkpoint_vocabulary, load_checkpoint
+    from streamseg.weights_import.class_names import YTVIS19
+
+    assert f"model {name}: downloaded and imported" in r.stderr
+    assert {x["label"] for x in lines} <= set(YTVIS19)
+    data = load_checkpoint(model_dir(tmp, name) / f"{name}.pt")
+    assert list(checkpoint_vocabulary(data, name).names) == list(YTVIS19)  # the entry's dataset
+    cfg = checkpoint_config(data)
+    assert cfg.tracker.mode == "match" and cfg.model.input_short_side == short_side
+
+
+def test_detectron2_url_model_downloads_imports_and_runs(tmp_path: Path) -> None:
+    """A url entry of format detectron2 (as the built-in mask2former-r50-coco): the .pkl is
+    fetched, imported through the restricted unpickler with the entry's class names, and run."""
+    from d2_helpers import write_pkl
+
+    pkl = write_pkl(_tiny_d2_ytvis19(), tmp_path / "model_final.pkl")
     data = pkl.read_bytes()
     entry = {"name": "tiny-d2", "kind": "url", "format": "detectron2", "classes": "ytvis19", "short_side": 128,
              "files": [{"names": ["model_final.pkl"], "url": "", "sha256": hashlib.sha256(data).hexdigest()}]}
@@ -203,14 +225,7 @@ def test_detectron2_url_model_downloads_imports_and_runs(tmp_path: Path) -> None
         r, lines = run_frames(tmp_path, "tiny-d2", STREAMSEG_MODELS=str(reg))
         assert r.returncode == 0, r.stderr
         assert srv.requests == ["GET /d2/model_final.pkl"]
-    assert "model tiny-d2: downloaded and imported" in r.stderr
-    assert {x["label"] for x in lines} <= set(YTVIS19)
-    from streamseg.predictor.checkpoint import checkpoint_config, checkpoint_vocabulary, load_checkpoint
-
-    data = load_checkpoint(model_dir(tmp_path, "tiny-d2") / "tiny-d2.pt")
-    assert list(checkpoint_vocabulary(data, "tiny-d2").names) == list(YTVIS19)  # the entry's dataset
-    cfg = checkpoint_config(data)
-    assert cfg.tracker.mode == "match" and cfg.model.input_short_side == 128
+    _check_imported_ytvis19(tmp_path, "tiny-d2", r, lines, short_side=128)
 
 
 def test_builtin_r50_entry_is_the_detectron2_release() -> None:
@@ -227,28 +242,20 @@ def test_minvis_hub_entry_fetches_the_detectron2_pth_and_runs_it(tmp_path: Path)
     names, run online with the match tracker. The served network is a tiny random D2 Swin, not
     MinVIS's R50: the importer infers the architecture from the tensors, so the entry is what
     is tested here."""
-    from d2_helpers import d2_from_hf_swin, write_pth
-    from test_weights_import_detectron2 import hf_swin
+    from d2_helpers import write_pth
 
     from streamseg.models.registry import Registry
-    from streamseg.predictor.checkpoint import checkpoint_config, checkpoint_vocabulary, load_checkpoint
-    from streamseg.weights_import.class_names import YTVIS19
 
     entry = Registry.default().get("minvis-r50-ytvis19")
     assert (entry.kind, entry.format, entry.classes, entry.repo_id) == (
         "hub", "detectron2", "ytvis19", "deahuang/MinVIS-Model-Zoo")
-    pth = write_pth(d2_from_hf_swin(hf_swin(TINY, num_labels=len(YTVIS19))), tmp_path / "m.pth")
+    pth = write_pth(_tiny_d2_ytvis19(), tmp_path / "m.pth")
     served = {"/deahuang/MinVIS-Model-Zoo/resolve/main/minvis_ytvis19_R50.pth": pth.read_bytes()}
     with ModelServer(served) as srv:
         r, lines = run_frames(tmp_path, "minvis-r50-ytvis19", *SMALL, HF_ENDPOINT=srv.url, **HUB_ENV)
         assert r.returncode == 0, r.stderr
         assert "GET /deahuang/MinVIS-Model-Zoo/resolve/main/minvis_ytvis19_R50.pth" in srv.requests
-    assert "model minvis-r50-ytvis19: downloaded and imported" in r.stderr
-    assert {x["label"] for x in lines} <= set(YTVIS19)
-    data = load_checkpoint(model_dir(tmp_path, "minvis-r50-ytvis19") / "minvis-r50-ytvis19.pt")
-    assert list(checkpoint_vocabulary(data, "minvis").names) == list(YTVIS19)
-    cfg = checkpoint_config(data)
-    assert cfg.tracker.mode == "match" and cfg.model.input_short_side == 360  # the entry's test size
+    _check_imported_ytvis19(tmp_path, "minvis-r50-ytvis19", r, lines, short_side=360)  # the zoo's test size
     for dataset in ("ytvis21", "ovis"):
         other = Registry.default().get(f"minvis-r50-{dataset}")
         assert other.files[0].names == (f"minvis_{dataset}_R50.pth",) and other.classes == dataset

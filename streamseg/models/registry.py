@@ -2,9 +2,9 @@
 
 Built-in entries: the shipped CPU model (no download), the transformers Mask2Former COCO
 instance checkpoints on the model hub, the original detectron2 Mask2Former R50 COCO release, and
-MinVIS R50 (YouTube-VIS 2019/2021, OVIS) from its authors' hub mirror. ``$STREAMSEG_MODELS`` may name a YAML file of more
-entries (a local mirror, plain-HTTP sources), same fields as ``ModelEntry``; they override
-built-in names.
+MinVIS R50 (YouTube-VIS 2019/2021, OVIS) from its authors' hub mirror. ``$STREAMSEG_MODELS`` may
+name a YAML file of more entries (a local mirror, plain-HTTP sources), same fields as
+``ModelEntry``; they override built-in names.
 """
 from __future__ import annotations
 
