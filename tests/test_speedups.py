@@ -46,3 +46,52 @@ def test_no_channels_last_changes_only_the_layout() -> None:
     with torch.inference_mode():
         out = seg.model.frame_logits(seg.model.preprocess(image), text)["mask_logits"]
     assert torch.allclose(out, ref, atol=1e-4)
+
+
+def _frames(n: int, seed: int) -> list[Frame]:
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    return [Frame(image=np.roll(base, 3 * t, axis=1), index=t, pts=None, t_capture_ns=0) for t in range(n)]
+
+
+def test_onnx_runs_the_convolutional_half_in_onnx_runtime_with_the_same_output() -> None:
+    from streamseg.predictor.onnx_features import OrtFeatures
+
+    names = ["vocabulary.names=a,b", "tracker.birth_threshold=0.0", "tracker.keep_threshold=0.0"]
+    torch.manual_seed(0)  # the same random weights in both
+    eager = build_segmenter(load_config("tiny-test", names))
+    torch.manual_seed(0)
+    fast = build_segmenter(load_config("tiny-test", names + ["model.cpu_speedups=[onnx]"]))
+    assert isinstance(fast.model.backbone, OrtFeatures)
+    assert not list(fast.model.backbone.parameters())  # the graph holds the weights, not torch
+    # any input size (the graph's height and width are dynamic), batch included
+    for shape in ((1, 3, 64, 96), (2, 3, 96, 64)):
+        x = torch.randn(*shape)
+        with torch.inference_mode():
+            ref = eager.model.pixel_decoder(eager.model._backbone_for_step()(x))
+            got = fast.model.pixel_decoder(fast.model._backbone_for_step()(x))
+        for r, g in zip([*ref.levels, ref.mask_features], [*got.levels, got.mask_features]):
+            assert g.shape == r.shape and torch.allclose(g, r, atol=1e-4)
+    # whole stream: the same tracks, IDs and masks frame after frame
+    sa, sb = eager.init_state(), fast.init_state()
+    seen = 0
+    for frame in _frames(6, 2):
+        a, b = eager.step(sa, frame), fast.step(sb, frame)
+        assert [i.track_id for i in a.instances] == [i.track_id for i in b.instances]
+        for ia, ib in zip(a.instances, b.instances):
+            assert ia.class_id == ib.class_id and abs(ia.score - ib.score) < 1e-3
+            assert (ia.full_mask(64, 96) ^ ib.full_mask(64, 96)).sum() <= 2
+            seen += 1
+    assert seen > 0
+
+
+def test_onnx_refuses_what_it_cannot_combine_with() -> None:
+    import pytest
+
+    from streamseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="does not combine"):
+        load_config("tiny-test", ["model.cpu_speedups=[onnx,no_channels_last]"])
+    seg = build_segmenter(load_config("tiny-test", ["vocabulary.names=a,b"]))
+    with pytest.raises(ConfigError, match="CPU only"):
+        apply_speedups(seg.model, ["onnx"], "cuda")

@@ -5,14 +5,17 @@
   per batch); the convolutions stay fp32. CPU only.
 - ``compile``: ``torch.compile`` of the pixel decoder and the masked decoder (the backbone runs
   its batch-norm-folded copy already); the first frames of each input size pay the compile.
+  With ``onnx``, of the masked decoder only.
 - ``no_channels_last``: the backbone in the default contiguous layout, to measure what
   channels_last (the default) gives.
+- ``onnx``: the backbone and the pixel decoder run as one ONNX Runtime graph (exported in
+  memory at start-up, ``onnx_features``); the decoder stays PyTorch. CPU only; needs onnxruntime.
 """
 from __future__ import annotations
 
 from typing import Any
 
-SPEEDUPS = ("int8", "compile", "no_channels_last")
+SPEEDUPS = ("int8", "compile", "no_channels_last", "onnx")
 
 
 def check_speedups(names: list[str]) -> None:
@@ -21,6 +24,9 @@ def check_speedups(names: list[str]) -> None:
     unknown = [n for n in names if n not in SPEEDUPS]
     if unknown:
         raise ConfigError(f"model.cpu_speedups: unknown {', '.join(unknown)} (choose from {', '.join(SPEEDUPS)})")
+    if "onnx" in names and "no_channels_last" in names:
+        raise ConfigError("model.cpu_speedups: onnx replaces the eager backbone, so it does not combine "
+                          "with no_channels_last")
 
 
 def apply_speedups(model: Any, names: list[str], device: Any) -> Any:
@@ -31,11 +37,16 @@ def apply_speedups(model: Any, names: list[str], device: Any) -> Any:
     check_speedups(list(names))
     if "no_channels_last" in names:
         model.backbone.to(memory_format=torch.contiguous_format)
-    if "int8" in names:
-        from streamseg.errors import ConfigError
+    from streamseg.errors import ConfigError
 
-        if torch.device(device).type != "cpu":
-            raise ConfigError("model.cpu_speedups int8 runs on the CPU only (use --device cpu)")
+    for name in ("int8", "onnx"):
+        if name in names and torch.device(device).type != "cpu":
+            raise ConfigError(f"model.cpu_speedups {name} runs on the CPU only (use --device cpu)")
+    if "onnx" in names:
+        from streamseg.predictor.onnx_features import to_onnx_runtime
+
+        to_onnx_runtime(model)  # before int8: the export needs the float pixel decoder
+    if "int8" in names:
         from torch.ao.quantization import quantize_dynamic
 
         for name in ("pixel_decoder", "decoder", "tcm", "tim", "target_encoder", "classifier"):
@@ -43,6 +54,7 @@ def apply_speedups(model: Any, names: list[str], device: Any) -> Any:
             if isinstance(sub, nn.Module):
                 setattr(model, name, quantize_dynamic(sub, {nn.Linear}, dtype=torch.qint8))
     if "compile" in names:
-        model.pixel_decoder = torch.compile(model.pixel_decoder, dynamic=False)
+        if "onnx" not in names:  # (with onnx, ONNX Runtime runs the pixel decoder)
+            model.pixel_decoder = torch.compile(model.pixel_decoder, dynamic=False)
         model.decoder = torch.compile(model.decoder, dynamic=False)
     return model
