@@ -85,7 +85,7 @@ def test_onnx_runs_the_convolutional_half_in_onnx_runtime_with_the_same_output()
     assert seen > 0
 
 
-def test_onnx_refuses_what_it_cannot_combine_with() -> None:
+def test_onnx_refuses_what_it_cannot_combine_with_and_stays_off_the_gpu() -> None:
     import pytest
 
     from streamseg.errors import ConfigError
@@ -93,5 +93,6 @@ def test_onnx_refuses_what_it_cannot_combine_with() -> None:
     with pytest.raises(ConfigError, match="does not combine"):
         load_config("tiny-test", ["model.cpu_speedups=[onnx,no_channels_last]"])
     seg = build_segmenter(load_config("tiny-test", ["vocabulary.names=a,b"]))
-    with pytest.raises(ConfigError, match="CPU only"):
-        apply_speedups(seg.model, ["onnx"], "cuda")
+    backbone = seg.model.backbone
+    assert apply_speedups(seg.model, ["onnx", "int8"], "cuda") is seg.model  # a GPU runs the eager model
+    assert seg.model.backbone is backbone

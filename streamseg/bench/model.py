@@ -289,9 +289,11 @@ def _state_bytes(state) -> int:
 
 
 def _params(model) -> dict[str, float]:
-    out = {name: round(sum(p.numel() for p in mod.parameters()) / 1e6, 3)
-           for name, mod in model.named_children()}
-    out["total"] = round(sum(p.numel() for p in model.parameters()) / 1e6, 3)
+    # (with the onnx speed-up the backbone's and pixel decoder's weights live in its graph)
+    counts = {name: getattr(mod, "exported_params", None) or sum(p.numel() for p in mod.parameters())
+              for name, mod in model.named_children()}
+    counts["total"] = sum(counts.values()) + sum(p.numel() for p in model.parameters(recurse=False))
+    out = {name: round(n / 1e6, 3) for name, n in counts.items()}
     return out
 
 

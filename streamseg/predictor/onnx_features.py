@@ -40,10 +40,11 @@ class OrtFeatures(nn.Module):
     """Stands in for the backbone: images (B, 3, H, W) float -> PixelFeatures, computed by ONNX
     Runtime. It holds no parameters, so nothing of it reaches a state_dict."""
 
-    def __init__(self, session, channels: tuple[int, ...]) -> None:
+    def __init__(self, session, channels: tuple[int, ...], exported_params: int) -> None:
         super().__init__()
         self.session = session
         self.channels = channels
+        self.exported_params = exported_params  # what the graph holds (for parameter summaries)
 
     def forward(self, images: torch.Tensor) -> PixelFeatures:
         arr = images.detach().to(torch.float32).contiguous().numpy()
@@ -53,6 +54,10 @@ class OrtFeatures(nn.Module):
 
 class Precomputed(nn.Module):
     """Stands in for the pixel decoder when OrtFeatures already produced its output."""
+
+    def __init__(self, exported_params: int) -> None:
+        super().__init__()
+        self.exported_params = exported_params
 
     def forward(self, feats: PixelFeatures) -> PixelFeatures:
         return feats
@@ -76,6 +81,13 @@ def to_onnx_runtime(model, threads: int | None = None) -> None:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.inter_op_num_threads = 1
+    # no busy-waiting pool threads: they would take the core the decode thread needs (measured:
+    # two spinning threads halved the engine's frame rate on 2 cores)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
-    model.backbone = OrtFeatures(session, getattr(model.backbone, "channels", ()))
-    model.pixel_decoder = Precomputed()
+    model.backbone = OrtFeatures(session, getattr(model.backbone, "channels", ()), _count(model.backbone))
+    model.pixel_decoder = Precomputed(_count(model.pixel_decoder))
+
+
+def _count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

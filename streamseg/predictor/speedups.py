@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 SPEEDUPS = ("int8", "compile", "no_channels_last", "onnx")
@@ -37,11 +38,11 @@ def apply_speedups(model: Any, names: list[str], device: Any) -> Any:
     check_speedups(list(names))
     if "no_channels_last" in names:
         model.backbone.to(memory_format=torch.contiguous_format)
-    from streamseg.errors import ConfigError
-
-    for name in ("int8", "onnx"):
-        if name in names and torch.device(device).type != "cpu":
-            raise ConfigError(f"model.cpu_speedups {name} runs on the CPU only (use --device cpu)")
+    if torch.device(device).type != "cpu":
+        # CPU choices (the shipped CPU config turns onnx on): a GPU runs the eager model
+        print(f"streamseg: note: model.cpu_speedups {','.join(names)} left out on {device} (CPU only)",
+              file=sys.stderr, flush=True)
+        return model
     if "onnx" in names:
         from streamseg.predictor.onnx_features import to_onnx_runtime
 
