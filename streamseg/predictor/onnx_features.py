@@ -40,10 +40,9 @@ class OrtFeatures(nn.Module):
     """Stands in for the backbone: images (B, 3, H, W) float -> PixelFeatures, computed by ONNX
     Runtime. It holds no parameters, so nothing of it reaches a state_dict."""
 
-    def __init__(self, session, channels: tuple[int, ...], exported_params: int) -> None:
+    def __init__(self, session, exported_params: int) -> None:
         super().__init__()
         self.session = session
-        self.channels = channels
         self.exported_params = exported_params  # what the graph holds (for parameter summaries)
 
     def forward(self, images: torch.Tensor) -> PixelFeatures:
@@ -63,7 +62,7 @@ class Precomputed(nn.Module):
         return feats
 
 
-def to_onnx_runtime(model, threads: int | None = None) -> None:
+def to_onnx_runtime(model) -> None:
     """Replace model.backbone and model.pixel_decoder (in place) by one ONNX Runtime session."""
     try:
         import onnxruntime as ort
@@ -79,13 +78,13 @@ def to_onnx_runtime(model, threads: int | None = None) -> None:
                           dynamo=False, input_names=["images"], output_names=list(_OUTPUTS), opset_version=17,
                           dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}})
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.intra_op_num_threads = torch.get_num_threads()  # the inference threads, set before the build
     options.inter_op_num_threads = 1
     # no busy-waiting pool threads: they would take the core the decode thread needs (measured:
     # two spinning threads halved the engine's frame rate on 2 cores)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
-    model.backbone = OrtFeatures(session, getattr(model.backbone, "channels", ()), _count(model.backbone))
+    model.backbone = OrtFeatures(session, _count(model.backbone))
     model.pixel_decoder = Precomputed(_count(model.pixel_decoder))
 
 

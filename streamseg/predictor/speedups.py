@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 SPEEDUPS = ("int8", "compile", "no_channels_last", "onnx")
+CPU_ONLY = ("int8", "onnx")  # left out on a GPU
 
 
 def check_speedups(names: list[str]) -> None:
@@ -38,11 +39,12 @@ def apply_speedups(model: Any, names: list[str], device: Any) -> Any:
     check_speedups(list(names))
     if "no_channels_last" in names:
         model.backbone.to(memory_format=torch.contiguous_format)
-    if torch.device(device).type != "cpu":
-        # CPU choices (the shipped CPU config turns onnx on): a GPU runs the eager model
-        print(f"streamseg: note: model.cpu_speedups {','.join(names)} left out on {device} (CPU only)",
+    cpu_only = [n for n in names if n in CPU_ONLY]
+    if cpu_only and torch.device(device).type != "cpu":
+        # (the shipped CPU config turns onnx on): a GPU runs those parts eagerly
+        print(f"streamseg: note: model.cpu_speedups {','.join(cpu_only)} left out on {device} (CPU only)",
               file=sys.stderr, flush=True)
-        return model
+        names = [n for n in names if n not in CPU_ONLY]
     if "onnx" in names:
         from streamseg.predictor.onnx_features import to_onnx_runtime
 
