@@ -96,3 +96,41 @@ def test_onnx_refuses_what_it_cannot_combine_with_and_stays_off_the_gpu() -> Non
     backbone = seg.model.backbone
     assert apply_speedups(seg.model, ["onnx", "int8"], "cuda") is seg.model  # a GPU runs the eager model
     assert seg.model.backbone is backbone
+
+
+def test_onnx_graph_is_cached_by_weights_and_the_cache_is_optional(tmp_path, monkeypatch) -> None:
+    import pytest
+
+    from streamseg.predictor import onnx_features
+
+    monkeypatch.setenv("STREAMSEG_CACHE", str(tmp_path / "cache"))
+    names = ["vocabulary.names=a,b", "model.cpu_speedups=[onnx]"]
+    x = torch.randn(1, 3, 64, 96)
+
+    def build(seed: int):
+        torch.manual_seed(seed)
+        seg = build_segmenter(load_config("tiny-test", names))
+        with torch.inference_mode():
+            return seg.model.pixel_decoder(seg.model._backbone_for_step()(x)).mask_features
+
+    first = build(0)
+    graphs = list((tmp_path / "cache" / "onnx").glob("*.onnx"))
+    assert len(graphs) == 1
+    real_export = onnx_features._export
+
+    def no_export(features):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(onnx_features, "_export", no_export)
+    assert torch.equal(build(0), first)  # the same weights: read from the cache, the same output
+    with pytest.raises(AssertionError, match="exported again"):
+        build(1)  # other weights, another key
+    monkeypatch.setattr(onnx_features, "_export", real_export)
+    monkeypatch.setattr(onnx_features, "CACHE_KEEP", 2)
+    build(1)
+    build(2)
+    assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 2  # the least recent dropped
+    blocked = tmp_path / "blocked"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("STREAMSEG_CACHE", str(blocked))
+    assert torch.equal(build(0), first)  # an unusable cache costs only the export

