@@ -16,6 +16,12 @@ class PostprocessConfig:
     # best selected pair (one object, one class: its other pairs would be the same mask again).
     mode: Literal["argmax", "mask2former"] = "argmax"
     top_k: int = 0  # mask2former: (query, class) pairs kept per frame; 0 = number of queries
+    # Keep only the pieces (8-connected, at the network's mask resolution) of a published mask
+    # whose area is at least this x its largest piece's: 1.0 = the largest piece only, 0 = every
+    # piece (Mask2Former). Stray specks far from the object otherwise stretch its box over the
+    # frame and cost IoU.
+    min_piece_ratio: float = 0.0
 
     def validate(self) -> None:
         require(self.top_k >= 0, "top_k must be >= 0 (0 = the number of queries)")
+        require(0.0 <= self.min_piece_ratio <= 1.0, "min_piece_ratio must be in [0, 1]")

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from streamseg.masks import MaskBox
 
+_EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity for drop_pieces
 _REGION_MAX_FRACTION = 0.2  # measured crossover: above it, upsampling the whole mask is cheaper
 
 
@@ -84,6 +86,25 @@ def mask2former_scores(class_logits: torch.Tensor, mask_logits: torch.Tensor, to
     score[pairs.query[best]] = pairs.score[best]
     class_id[pairs.query[best]] = pairs.class_id[best]
     return QueryScores(score=score, class_id=class_id, fg=fg)
+
+
+def drop_pieces(logits: torch.Tensor, threshold: float, min_ratio: float) -> torch.Tensor:
+    """Low-res mask logits (h, w) with every 8-connected foreground piece smaller than
+    ``min_ratio`` x the largest piece pushed below ``threshold`` (the input itself when nothing
+    is dropped). 8-connectivity keeps it exact after upsampling: no 2x2 bilinear support holds
+    pixels of two pieces, so the kept pieces upsample as before."""
+    if min_ratio <= 0.0:
+        return logits
+    fg = (logits >= threshold).cpu().numpy()
+    labels, count = ndimage.label(fg, structure=_EIGHT)
+    if count <= 1:
+        return logits
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    drop = np.isin(labels, np.flatnonzero(areas < min_ratio * areas.max()) + 1)
+    if not drop.any():
+        return logits
+    below = torch.as_tensor(threshold - 1.0, dtype=logits.dtype, device=logits.device)
+    return torch.where(torch.from_numpy(drop).to(logits.device), torch.minimum(logits, below), logits)
 
 
 def paste_mask(logits: torch.Tensor, height: int, width: int,

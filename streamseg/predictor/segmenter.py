@@ -30,7 +30,7 @@ from streamseg.interface import Frame, Instance, Tracks, Vocabulary
 from streamseg.masks import box_xyxy
 from streamseg.model.online import OnlineVIS, StepOutput, StepState
 from streamseg.predictor.checkpoint import checkpoint_vocabulary, load_checkpoint, load_weights
-from streamseg.predictor.postprocess import QueryScores, argmax_scores, mask2former_scores, paste_mask
+from streamseg.predictor.postprocess import QueryScores, argmax_scores, drop_pieces, mask2former_scores, paste_mask
 from streamseg.predictor.targets import TargetBook, TargetInfo, make_prompt
 from streamseg.tracking.lifecycle import FREE, SlotTracks, TrackLifecycle
 from streamseg.tracking.match import EmbeddingMatcher, MatchTracks
@@ -163,7 +163,7 @@ class OnlineSegmenter:
             area = int(fg.sum())
             if area == 0:
                 continue
-            pasted = paste_mask(logits, height, width, self._mask_logit_thr)
+            pasted = self._paste(logits, height, width)
             if pasted is None:
                 continue
             quality = float((logits.sigmoid() * fg).sum() / area)
@@ -227,6 +227,11 @@ class OnlineSegmenter:
         return Vocabulary(names=[], embeddings=np.zeros((0, self.config.model.text_dim), dtype=np.float32),
                           encoder_id=self.encoder_id)
 
+    def _paste(self, logits: torch.Tensor, height: int, width: int):
+        """A published mask at full resolution (crop and box), its stray pieces dropped first."""
+        thr = self._mask_logit_thr
+        return paste_mask(drop_pieces(logits, thr, self.config.postprocess.min_piece_ratio), height, width, thr)
+
     def _scores(self, out: StepOutput) -> QueryScores:
         logits, masks = out.pred_logits[0], out.pred_masks[0]
         pp = self.config.postprocess
@@ -264,7 +269,7 @@ class OnlineSegmenter:
         cls = scored.class_id.cpu().numpy()
         mask_logits = out.pred_masks[0].float()
         for slot in slots:
-            pasted = paste_mask(mask_logits[slot], height, width, self._mask_logit_thr)
+            pasted = self._paste(mask_logits[slot], height, width)
             if pasted is None:
                 continue  # vanished in the upsampling: nothing to publish
             crop, mask_box = pasted
