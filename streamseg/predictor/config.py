@@ -16,10 +16,10 @@ class PostprocessConfig:
     # best selected pair (one object, one class: its other pairs would be the same mask again).
     mode: Literal["argmax", "mask2former"] = "argmax"
     top_k: int = 0  # mask2former: (query, class) pairs kept per frame; 0 = number of queries
-    # Keep only the pieces (8-connected, at the network's mask resolution) of a published mask
+    # Keep only the pieces (8-connected, at the network's mask resolution) of a published class mask
     # whose area is at least this x its largest piece's: 1.0 = the largest piece only, 0 = every
     # piece (Mask2Former). Stray specks far from the object otherwise stretch its box over the
-    # frame and cost IoU.
+    # frame and cost IoU. Prompted targets keep every piece.
     min_piece_ratio: float = 0.0
 
     def validate(self) -> None:
