@@ -48,9 +48,9 @@ def test_no_channels_last_changes_only_the_layout() -> None:
     assert torch.allclose(out, ref, atol=1e-4)
 
 
-def _frames(n: int, seed: int) -> list[Frame]:
+def _frames(n: int, seed: int, size: tuple[int, int] = (64, 96)) -> list[Frame]:
     rng = np.random.default_rng(seed)
-    base = rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    base = rng.integers(0, 255, (*size, 3), dtype=np.uint8)
     return [Frame(image=np.roll(base, 3 * t, axis=1), index=t, pts=None, t_capture_ns=0) for t in range(n)]
 
 
@@ -101,7 +101,7 @@ def test_onnx_refuses_what_it_cannot_combine_with_and_stays_off_the_gpu() -> Non
 def test_onnx_graph_is_cached_by_weights_and_the_cache_is_optional(tmp_path, monkeypatch) -> None:
     import pytest
 
-    from streamseg.predictor import onnx_features
+    from streamseg.predictor import onnx_graphs
 
     monkeypatch.setenv("STREAMSEG_CACHE", str(tmp_path / "cache"))
     names = ["vocabulary.names=a,b", "model.cpu_speedups=[onnx]"]
@@ -116,17 +116,17 @@ def test_onnx_graph_is_cached_by_weights_and_the_cache_is_optional(tmp_path, mon
     first = build(0)
     graphs = list((tmp_path / "cache" / "onnx").glob("*.onnx"))
     assert len(graphs) == 1
-    real_export = onnx_features._export
+    real_export = onnx_graphs.export
 
-    def no_export(features):
+    def no_export(*args):
         raise AssertionError("exported again")
 
-    monkeypatch.setattr(onnx_features, "_export", no_export)
+    monkeypatch.setattr(onnx_graphs, "export", no_export)
     assert torch.equal(build(0), first)  # the same weights: read from the cache, the same output
     with pytest.raises(AssertionError, match="exported again"):
         build(1)  # other weights, another key
-    monkeypatch.setattr(onnx_features, "_export", real_export)
-    monkeypatch.setattr(onnx_features, "CACHE_KEEP", 2)
+    monkeypatch.setattr(onnx_graphs, "export", real_export)
+    monkeypatch.setattr(onnx_graphs, "CACHE_KEEP", 2)
     build(1)
     build(2)
     assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 2  # the least recent dropped
@@ -134,3 +134,43 @@ def test_onnx_graph_is_cached_by_weights_and_the_cache_is_optional(tmp_path, mon
     blocked.write_text("not a folder")
     monkeypatch.setenv("STREAMSEG_CACHE", str(blocked))
     assert torch.equal(build(0), first)  # an unusable cache costs only the export
+
+
+def test_onnx_decoder_gives_the_same_stream_with_targets_and_falls_back_where_it_must() -> None:
+    import pytest
+
+    from streamseg.errors import ConfigError
+    from streamseg.predictor.onnx_decoder import OrtDecoder
+
+    names = ["vocabulary.names=a,b", "tracker.birth_threshold=0.0", "tracker.keep_threshold=0.0"]
+    torch.manual_seed(3)
+    eager = build_segmenter(load_config("tiny-test", names))
+    torch.manual_seed(3)
+    fast = build_segmenter(load_config("tiny-test", names + ["model.cpu_speedups=[onnx,onnx_decoder]"]))
+    assert isinstance(fast.model.decoder, OrtDecoder)
+    calls = []
+    real = fast.model.decoder.eager.forward
+    fast.model.decoder.eager.forward = lambda *a, **k: calls.append(1) or real(*a, **k)  # type: ignore[method-assign]
+    for size in ((64, 96), (96, 64)):  # two aspect ratios: other feature sizes than the export's probe
+        frames = _frames(6, 4, size)
+        sa, sb = eager.init_state(), fast.init_state()
+        seen = 0
+        for t, frame in enumerate(frames):
+            if t == 2:  # a target joins the class queries: one query more for the graph
+                box = (10, 10, 40, 40)
+                assert eager.add_target(sa, box=box) == fast.add_target(sb, box=box)
+            a, b = eager.step(sa, frame), fast.step(sb, frame)
+            assert [(i.track_id, i.target) for i in a.instances] == [(i.track_id, i.target) for i in b.instances]
+            for ia, ib in zip(a.instances, b.instances):
+                assert ia.class_id == ib.class_id and abs(ia.score - ib.score) < 1e-3
+                assert (ia.full_mask(*size) ^ ib.full_mask(*size)).sum() <= 2
+                seen += 1
+        assert seen > 0
+    assert not calls  # every step above ran in the graph
+    # targets only (an empty vocabulary: no taxonomy) runs the eager decoder, the same as before
+    st = fast.init_state(fast.empty_vocabulary())
+    fast.add_target(st, box=(10, 10, 40, 40))
+    fast.step(st, _frames(1, 5)[0])
+    assert calls
+    with pytest.raises(ConfigError, match="onnx_decoder"):
+        load_config("tiny-test", ["model.cpu_speedups=[onnx_decoder,compile]"])

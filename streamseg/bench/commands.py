@@ -35,7 +35,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads (default: the config's model.threads; 0 = half the cores, at least 1)")
     p.add_argument("--speedups", default=None, metavar="C1,C2,...",
-                   help="compare inference speed-up choices (none, int8, compile, no_channels_last, onnx; "
+                   help="compare inference speed-up choices (none, int8, compile, no_channels_last, onnx, onnx_decoder; "
                    "combine with +, e.g. none,int8,int8+compile): interleaved, ratio to the first")
     p.add_argument("--targets", default=None, metavar="N1,N2,...",
                    help="also measure with N prompted targets per stream (e.g. 0,1,3), each count run "

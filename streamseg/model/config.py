@@ -71,7 +71,7 @@ class ModelConfig:
     # thread per core collapses as soon as other work wants a core: measured 5x+ slower here).
     threads: int = 0  # inference CPU threads (0 = half the cores, at least 1)
     # Inference-only speed-ups (predictor/speedups.py), measured by bench model and eval.
-    cpu_speedups: list[str] = field(default_factory=list)  # of int8, compile, no_channels_last, onnx
+    cpu_speedups: list[str] = field(default_factory=list)  # of int8, compile, no_channels_last, onnx, onnx_decoder
     autocast: str = "fp16"  # CUDA inference precision: fp16, bf16 or off (fp32); the CPU runs fp32
     dropout: float = 0.0
     # Targets (TarViS): prompted objects decoded as extra queries beside the class queries.

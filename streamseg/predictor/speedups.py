@@ -8,16 +8,18 @@
   With ``onnx``, of the masked decoder only.
 - ``no_channels_last``: the backbone in the default contiguous layout, to measure what
   channels_last (the default) gives.
-- ``onnx``: the backbone and the pixel decoder run as one ONNX Runtime graph (exported in
-  memory at start-up, ``onnx_features``); the decoder stays PyTorch. CPU only; needs onnxruntime.
+- ``onnx``: the backbone and the pixel decoder run as one ONNX Runtime graph (exported at
+  start-up or read from the cache, ``onnx_features``). CPU only; needs onnxruntime.
+- ``onnx_decoder``: the masked decoder's inference pass as an ONNX Runtime graph
+  (``onnx_decoder``); the query memory, TCM and the tracker stay PyTorch. CPU only.
 """
 from __future__ import annotations
 
 import sys
 from typing import Any
 
-SPEEDUPS = ("int8", "compile", "no_channels_last", "onnx")
-CPU_ONLY = ("int8", "onnx")  # left out on a GPU
+SPEEDUPS = ("int8", "compile", "no_channels_last", "onnx", "onnx_decoder")
+CPU_ONLY = ("int8", "onnx", "onnx_decoder")  # left out on a GPU
 
 
 def check_speedups(names: list[str]) -> None:
@@ -29,6 +31,10 @@ def check_speedups(names: list[str]) -> None:
     if "onnx" in names and "no_channels_last" in names:
         raise ConfigError("model.cpu_speedups: onnx replaces the eager backbone, so it does not combine "
                           "with no_channels_last")
+    clash = [n for n in ("int8", "compile") if n in names]
+    if "onnx_decoder" in names and clash:
+        raise ConfigError(f"model.cpu_speedups: onnx_decoder replaces the eager decoder, so it does not combine "
+                          f"with {' or '.join(clash)}")
 
 
 def apply_speedups(model: Any, names: list[str], device: Any) -> Any:
@@ -49,6 +55,10 @@ def apply_speedups(model: Any, names: list[str], device: Any) -> Any:
         from streamseg.predictor.onnx_features import to_onnx_runtime
 
         to_onnx_runtime(model)  # before int8: the export needs the float pixel decoder
+    if "onnx_decoder" in names:
+        from streamseg.predictor.onnx_decoder import to_onnx_decoder
+
+        to_onnx_decoder(model)
     if "int8" in names:
         from torch.ao.quantization import quantize_dynamic
 
