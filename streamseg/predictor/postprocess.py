@@ -134,10 +134,10 @@ def paste_mask(logits: torch.Tensor, height: int, width: int,
         # A large mask: interpolate's whole-frame kernel beats gathering most of the frame.
         full = F.interpolate(logits[None, None].float(), size=(height, width), mode="bilinear",
                              align_corners=False)[0, 0]
-        region = full[y0:y1, x0:x1] >= threshold
+        region_np = (full[y0:y1, x0:x1] >= threshold).cpu().numpy()
     else:
-        region = _bilinear_region(logits.float(), y0, y1, x0, x1, height, width) >= threshold
-    region_np = region.cpu().numpy()
+        src = logits.detach().float().cpu().numpy()
+        region_np = _bilinear_region(src, y0, y1, x0, x1, height, width) >= threshold
     ys = np.flatnonzero(region_np.any(1))
     if ys.size == 0:
         return None
@@ -146,19 +146,21 @@ def paste_mask(logits: torch.Tensor, height: int, width: int,
     return crop, (x0 + int(xs[0]), y0 + int(ys[0]), int(xs[-1] - xs[0]) + 1, int(ys[-1] - ys[0]) + 1)
 
 
-def _bilinear_region(src: torch.Tensor, y0: int, y1: int, x0: int, x1: int, height: int,
-                     width: int) -> torch.Tensor:
+def _bilinear_region(src: np.ndarray, y0: int, y1: int, x0: int, x1: int, height: int,
+                     width: int) -> np.ndarray:
     """Rows y0:y1, columns x0:x1 of ``F.interpolate(src, (height, width), "bilinear",
-    align_corners=False)``, computed only there (same source-index rule as PyTorch's kernel)."""
-    def axis(start: int, stop: int, out_size: int, in_size: int) -> tuple[torch.Tensor, ...]:
-        dst = torch.arange(start, stop, device=src.device, dtype=torch.float32)
-        pos = ((dst + 0.5) * (in_size / out_size) - 0.5).clamp(min=0.0)
-        i0 = pos.long()  # floor: pos >= 0
-        return i0, (i0 + 1).clamp(max=in_size - 1), pos - i0
+    align_corners=False)``, computed only there (same source-index rule and float32 arithmetic as
+    PyTorch's kernel). NumPy: on regions this small torch's per-op dispatch costs more than the work."""
+    def axis(start: int, stop: int, out_size: int, in_size: int) -> tuple[np.ndarray, ...]:
+        dst = np.arange(start, stop, dtype=np.float32)
+        pos = np.maximum((dst + np.float32(0.5)) * np.float32(in_size / out_size) - np.float32(0.5), np.float32(0.0))
+        i0 = pos.astype(np.int64)  # floor: pos >= 0
+        return i0, np.minimum(i0 + 1, in_size - 1), pos - i0.astype(np.float32)
 
     iy0, iy1, ly = axis(y0, y1, height, src.shape[0])
     ix0, ix1, lx = axis(x0, x1, width, src.shape[1])
     rows0, rows1 = src[iy0], src[iy1]
-    top = rows0[:, ix0] * (1.0 - lx) + rows0[:, ix1] * lx
-    bottom = rows1[:, ix0] * (1.0 - lx) + rows1[:, ix1] * lx
-    return top * (1.0 - ly)[:, None] + bottom * ly[:, None]
+    one = np.float32(1.0)
+    top = rows0[:, ix0] * (one - lx) + rows0[:, ix1] * lx
+    bottom = rows1[:, ix0] * (one - lx) + rows1[:, ix1] * lx
+    return top * (one - ly)[:, None] + bottom * ly[:, None]
