@@ -122,6 +122,7 @@ class Engine:
         self._stop = threading.Event()
         self._calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._running = False
+        self._shutting_down = False
         self._cond = threading.Condition()  # shared by every slot: "some stream has a frame"
         self._streams = [
             _Stream(spec=s, slot=LatestFrameSlot(wait=not bool(getattr(s.source, "live", True)),
@@ -135,6 +136,11 @@ class Engine:
     def stop(self) -> None:
         """Ask the engine to finish (safe from a signal handler or any thread): sends EOS and ends."""
         self._stop.set()
+
+    @property
+    def shutting_down(self) -> bool:
+        """The loop has ended and the bounded shutdown (EOS, recordings) has begun."""
+        return self._shutting_down
 
     @property
     def stopping(self) -> bool:
@@ -431,6 +437,7 @@ class Engine:
 
     def _shutdown(self) -> None:
         """Stop readers, send the missing EOS, finalise recordings. Bounded in time."""
+        self._shutting_down = True
         for st in self._streams:
             try:
                 st.spec.source.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from streamseg.config import Config, load_config
@@ -69,7 +70,11 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"streamseg: publishing {len(args.source)} stream(s) on {engine.publisher.address}"
               + (f", control on {control.address}" if control else ""), file=sys.stderr, flush=True)
 
+    teardown = threading.Event()
+
     def on_signal(signum, _frame) -> None:
+        if teardown.is_set() or engine.shutting_down:
+            return  # EOS, the MP4 trailer, the results files: bounded in time, so let them finish
         if engine.stopping:  # a second signal: the user insists (e.g. a long model step)
             raise KeyboardInterrupt
         engine.stop()  # the loop sees it within ~50 ms: EOS on every stream, MP4 finalised
@@ -80,17 +85,20 @@ def run_command(args: argparse.Namespace) -> int:
             _wait_subscribers(publisher, engine, args)
         report = engine.run()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if control is not None:
-            control.close()
-        if metrics_server is not None:
-            metrics_server.close()
-        engine.close()
-        if tee is not None:
-            tee.close_writers()
-        if curve is not None:
-            curve.close()
+        teardown.set()
+        try:
+            if control is not None:
+                control.close()
+            if metrics_server is not None:
+                metrics_server.close()
+            engine.close()
+            if tee is not None:
+                tee.close_writers()
+            if curve is not None:
+                curve.close()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     if show_line:
         sys.stderr.write("\n")
     if not args.quiet:
