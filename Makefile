@@ -16,9 +16,9 @@ demo: setup
 test: setup lint
 	$(PY) -m pytest -q
 
-# ruff (default rules + isort) and mypy (typed defs) over the package and the kernels; pyproject.toml
+# ruff (default rules + isort) over the package, the kernels and the tests, mypy (typed defs) over the first two; pyproject.toml
 lint: setup
-	$(PY) -m ruff check streamseg kernels
+	$(PY) -m ruff check streamseg kernels tests
 	$(PY) -m mypy streamseg kernels
 
 test-all: setup

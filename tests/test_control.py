@@ -339,7 +339,6 @@ def test_target_ops_over_the_bus_with_the_real_model():
     published under its fixed ID with "target": true, and a malformed mask is refused."""
     import numpy as np
     from pycocotools import mask as mask_utils
-
     from segmenter_helpers import random_vocabulary, tiny_config
 
     cfg = tiny_config()

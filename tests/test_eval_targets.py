@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from segmenter_helpers import TINY_CONFIG, run_cli
 
-from segmenter_helpers import run_cli, TINY_CONFIG
 from streamseg.data.ytvis import decode_rle, image_root_for, load_ytvis
 from streamseg.evaluation.davis import boundary_f, boundary_radius, region_j, seg2bmap, statistics
 from streamseg.evaluation.targets import evaluate_targets, interior_point

@@ -7,14 +7,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from engine_helpers import run_cli
 from cli_helpers import one_line_error as _one_line_error
+from engine_helpers import run_cli
 
 from streamseg.errors import ConfigError, SourceError
 from streamseg.sources import SourceOptions, open_source
 from streamseg.transport.address import check_endpoint
 from streamseg.transport.publisher import Publisher
-
 
 
 def _run(*args):

@@ -8,14 +8,13 @@ import re
 from pathlib import Path
 
 import pytest
-from engine_helpers import run_cli
 from cli_helpers import one_line_error as _one_line_error
+from engine_helpers import run_cli
 
 from streamseg.config import load_config
 from streamseg.errors import ConfigError, SourceError
 from streamseg.sources.base import SourceOptions
 from streamseg.sources.synthetic import SyntheticSource
-
 
 
 def _run(free_port, *args):

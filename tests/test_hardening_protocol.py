@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from transport_helpers import VOCAB, make_tracks, sync
 
 from streamseg.errors import ProtocolError
 from streamseg.transport.commands import message_record
@@ -23,7 +24,6 @@ from streamseg.transport.messages import SegMessage
 from streamseg.transport.protocol import decode, encode_seg, encode_status
 from streamseg.transport.publisher import Publisher
 from streamseg.transport.subscriber import Subscriber
-from transport_helpers import VOCAB, make_tracks, sync
 
 STATUS = {"state": "connected", "fps_in": 12.0, "fps_out": 12.0, "dropped": 0, "epoch": 0, "latency_ms": {}}
 

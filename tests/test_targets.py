@@ -3,12 +3,11 @@ untrained), the segmenter's add/remove/list API, coexistence with the vocabulary
 without target weights, and the additive `target` field of protocol v1."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
-
 from segmenter_helpers import random_vocabulary, scene_frames, tiny_config
+
 from streamseg.errors import ConfigError, ProtocolError
 from streamseg.interface import Instance, Tracks
 from streamseg.predictor.checkpoint import load_checkpoint, save_checkpoint

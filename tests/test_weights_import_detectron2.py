@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import copy
 import pickle
-import time
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np

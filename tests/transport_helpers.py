@@ -34,19 +34,26 @@ def border_masks(height: int = 48, width: int = 64) -> list[np.ndarray]:
     def blank() -> np.ndarray:
         return np.zeros((height, width), dtype=bool)
 
-    masks = []
-    m = blank(); m[0:5, 10:30] = True; masks.append(m)  # top border
-    m = blank(); m[-4:, 3:9] = True; masks.append(m)  # bottom border
-    m = blank(); m[20:30, 0:2] = True; masks.append(m)  # left border
-    m = blank(); m[5:45, -1:] = True; masks.append(m)  # right border, one column wide
-    m = blank(); m[0:height, 0:width] = True; masks.append(m)  # full frame
-    m = blank(); m[0, 0] = True; masks.append(m)  # 1 pixel, top-left corner
-    m = blank(); m[-1, -1] = True; masks.append(m)  # 1 pixel, bottom-right corner
-    m = blank(); m[17, 33] = True; masks.append(m)  # 1 pixel inside
+    def painted(*regions) -> np.ndarray:
+        m = blank()
+        for region in regions:
+            m[region] = True
+        return m
+
+    masks = [
+        painted(np.s_[0:5, 10:30]),  # top border
+        painted(np.s_[-4:, 3:9]),  # bottom border
+        painted(np.s_[20:30, 0:2]),  # left border
+        painted(np.s_[5:45, -1:]),  # right border, one column wide
+        painted(np.s_[0:height, 0:width]),  # full frame
+        painted(np.s_[0, 0]),  # 1 pixel, top-left corner
+        painted(np.s_[-1, -1]),  # 1 pixel, bottom-right corner
+        painted(np.s_[17, 33]),  # 1 pixel inside
+    ]
     yy, xx = np.ogrid[:height, :width]
-    m = (yy - 24) ** 2 + (xx - 32) ** 2 <= 15 ** 2; m &= (yy - 24) ** 2 + (xx - 32) ** 2 >= 6 ** 2
-    masks.append(m)  # ring with a hole
-    m = blank(); m[0, :] = True; m[:, 0] = True; m[-1, :] = True; m[:, -1] = True; masks.append(m)  # frame outline
+    r2 = (yy - 24) ** 2 + (xx - 32) ** 2
+    masks.append((r2 <= 15 ** 2) & (r2 >= 6 ** 2))  # ring with a hole
+    masks.append(painted(np.s_[0, :], np.s_[:, 0], np.s_[-1, :], np.s_[:, -1]))  # frame outline
     masks.append(blank())  # empty
     return masks
 
