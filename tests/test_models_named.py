@@ -181,7 +181,9 @@ def test_shipped_model_by_name_downloads_nothing(tmp_path: Path) -> None:
     shipped = cli(tmp_path, "run", "--model", "cpu-mobilenet-synth", "--source", SOURCE, "--max-frames", "2",
                   "--quiet", "--publish", "ipc://" + str(tmp_path / "p.sock"))
     assert shipped.returncode == 0, shipped.stderr
-    assert not (tmp_path / "cache").exists()  # the shipped model downloads nothing
+    # the shipped model downloads nothing (the cache holds only its exported ONNX graphs)
+    assert not (tmp_path / "cache" / "models").exists()
+    assert {p.parent.name for p in (tmp_path / "cache").rglob("*") if p.is_file()} <= {"onnx"}
 
 
 def _tiny_d2_ytvis19() -> dict:

@@ -118,7 +118,9 @@ def installed(wheel, tmp_path_factory) -> tuple[Path, dict[str, str]]:
                                 capture_output=True, text=True, check=True, timeout=30).stdout.strip()
     (Path(fresh_site) / "project-deps.pth").write_text(f"{deps}\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1",
+    # a cache of its own: text embeddings cached by other runs on this machine would hide what
+    # the fresh install lacks
+    env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", STREAMSEG_CACHE=str(venv.parent / "cache"),
                PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")
     proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
                            "--no-index", str(wheel)], env=env, capture_output=True, text=True, timeout=120)

@@ -18,6 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamseg.cache import cache_root
 from streamseg.errors import CheckpointError
 from streamseg.models.registry import ModelEntry, ModelFile, Registry
 
@@ -36,10 +37,6 @@ class ResolvedModel:
     checkpoint: str | None  # the imported .pt (None: shipped, the config brings its checkpoint)
     config: str | None  # shipped: the config name to load
     downloaded: bool = False  # this call fetched and imported it
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("STREAMSEG_CACHE") or Path.home() / ".cache" / "streamseg")
 
 
 def checkpoint_path(name: str) -> Path:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from streamseg.cache import cache_root
 from streamseg.errors import ConfigError
 
 OPSET = 17
@@ -51,7 +52,7 @@ def session(graph: bytes) -> Any:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("STREAMSEG_CACHE") or Path.home() / ".cache" / "streamseg") / "onnx"
+    return cache_root() / "onnx"
 
 
 def graph_key(module: nn.Module, fmt: str) -> str:

@@ -2,7 +2,7 @@
 
 A deployed engine loads such a file and needs no text encoder at run time. Files are plain tensor
 dicts (``torch.save``; read back with ``weights_only=True``, so loading one cannot run code).
-Embeddings computed from names are cached under ~/.cache/streamseg/vocab, keyed by encoder,
+Embeddings computed from names are cached under $STREAMSEG_CACHE/vocab (~/.cache/streamseg), keyed by encoder,
 templates and names, because building a text encoder costs seconds and the result never changes.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from streamseg.cache import cache_root
 from streamseg.errors import ConfigError
 from streamseg.interface import Vocabulary
 from streamseg.model.config import VocabularyConfig
@@ -23,7 +24,7 @@ VOCAB_VERSION = 1
 
 
 def default_cache_dir() -> Path:
-    return Path.home() / ".cache" / "streamseg" / "vocab"
+    return cache_root() / "vocab"
 
 
 def vocabulary_to_dict(vocab: Vocabulary, templates: Sequence[str] | None = None) -> dict[str, Any]:
