@@ -241,6 +241,30 @@ def test_decoder_shapes_aux_and_gradients():
     torch.testing.assert_close(lean.masks, out.masks)
 
 
+@pytest.mark.parametrize("run", [1, 2, 3])
+def test_infer_layers_predicts_what_training_supervises_after_that_layer(run):
+    dec = _decoder(layers=4)
+    inp = _decoder_inputs()
+    with torch.no_grad():
+        full = dec(**inp, need_aux=True)  # aux[k]: the prediction after k layers (0: the initial queries)
+        dec.infer_layers = run
+        lean = dec(**inp, need_aux=False)
+        again = dec(**inp, need_aux=True)  # training always runs every layer
+    torch.testing.assert_close(lean.logits, full.aux[run][0])
+    torch.testing.assert_close(lean.masks, full.aux[run][1])
+    assert not torch.allclose(lean.masks, full.masks)
+    assert len(again.aux) == 5 and torch.equal(again.masks, full.masks)
+
+
+def test_infer_layers_is_checked_against_the_decoder():
+    from streamseg.config import load_config
+    from streamseg.errors import ConfigError
+
+    assert load_config("tiny-test", ["model.infer_layers=2"]).model.infer_layers == 2
+    with pytest.raises(ConfigError, match="infer_layers"):
+        load_config("tiny-test", ["model.infer_layers=4"])  # tiny-test has 3 decoder layers
+
+
 def test_decoder_attention_mask_is_previous_prediction_resized_to_the_level():
     dec = _decoder(layers=4).eval()
     inp = _decoder_inputs()

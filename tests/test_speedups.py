@@ -174,3 +174,21 @@ def test_onnx_decoder_gives_the_same_stream_with_targets_and_falls_back_where_it
     assert calls
     with pytest.raises(ConfigError, match="onnx_decoder"):
         load_config("tiny-test", ["model.cpu_speedups=[onnx_decoder,compile]"])
+
+
+def test_onnx_decoder_with_fewer_inference_layers_matches_the_eager_decoder() -> None:
+    names = ["vocabulary.names=a,b", "model.infer_layers=2"]
+    torch.manual_seed(5)
+    eager = build_segmenter(load_config("tiny-test", names))
+    torch.manual_seed(5)
+    fast = build_segmenter(load_config("tiny-test", names + ["model.cpu_speedups=[onnx_decoder]"]))
+    x = torch.randn(1, 3, 64, 96)
+    text = eager._text_tensor(eager.vocabulary)
+    outs = []
+    for seg in (eager, fast):
+        state = seg.model.new_state(1)
+        with torch.inference_mode():
+            for _ in range(3):  # the taxonomy is compiled on the first step
+                out = seg.model.step(state, x, text)
+        outs.append(out.pred_masks)
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-4, rtol=1e-4)

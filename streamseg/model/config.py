@@ -41,6 +41,10 @@ class ModelConfig:
     mask_dim: int = 0  # channels of the stride-4 mask features; 0 = hidden_dim
     num_queries: int = 50
     dec_layers: int = 6
+    # Inference only: run the first N decoder layers and predict from the N-th (0 = all). Deep
+    # supervision trains every layer's prediction, so fewer layers trade accuracy for speed
+    # without retraining (streamseg/weights/README.md measures it).
+    infer_layers: int = 0
     nheads: int = 8
     ffn_dim: int = 1024
     # Masked cross-attention is applied on the first `masked_levels` of the three feature levels
@@ -90,6 +94,7 @@ class ModelConfig:
         require(self.enc_heads > 0 and self.hidden_dim % self.enc_heads == 0,
                 "hidden_dim must be divisible by enc_heads")
         require(self.dec_layers >= 1, "dec_layers must be >= 1")
+        require(0 <= self.infer_layers <= self.dec_layers, "infer_layers must be in [0, dec_layers] (0 = all)")
         require(self.enc_layers >= 0, "enc_layers must be >= 0")
         require(self.enc_points >= 1, "enc_points must be >= 1")
         require(self.ffn_dim > 0 and self.enc_ffn_dim > 0, "ffn_dim and enc_ffn_dim must be > 0")

@@ -38,9 +38,11 @@ class DecoderOutput:
 class MaskedDecoder(nn.Module):
     def __init__(self, dim: int, mask_dim: int, layers: int, heads: int, ffn_dim: int,
                  text_dim: int, taxonomy: bool, masked_levels: int = NUM_LEVELS,
-                 dropout: float = 0.0, classifier: str = "text", mask2former: bool = False) -> None:
+                 dropout: float = 0.0, classifier: str = "text", mask2former: bool = False,
+                 infer_layers: int = 0) -> None:
         super().__init__()
         self.num_layers = layers
+        self.infer_layers = infer_layers or layers  # inference (need_aux False) stops after these
         self.masked_levels = masked_levels
         self.level_embed = nn.Parameter(torch.randn(NUM_LEVELS, dim) * 0.02)
         self.tim = (nn.ModuleList(TaxonomyInjection(dim, heads, ffn_dim, dropout)
@@ -97,7 +99,8 @@ class MaskedDecoder(nn.Module):
                             torch.einsum("bqc,bchw->bqhw", embed, mask_features)))
         taxo_logits = None
         logits = masks = None
-        for i in range(self.num_layers):
+        run = self.num_layers if need_aux else self.infer_layers
+        for i in range(run):
             level = i % NUM_LEVELS
             if self.tim is not None and taxonomy is not None:
                 x = self.tim[i](x, taxonomy, query_pos)
@@ -109,7 +112,7 @@ class MaskedDecoder(nn.Module):
             x = self.cross[i](x, src[level], pos_q=query_pos, pos_k=pos[level], mask=attn_mask)
             x = self.self_attn[i](x, query_pos)
             x = self.ffn[i](x)
-            last = i == self.num_layers - 1
+            last = i == run - 1
             next_masked = ((i + 1) % NUM_LEVELS) < self.masked_levels
             if need_aux or last or next_masked:
                 xn = self.norm(x)

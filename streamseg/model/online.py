@@ -117,7 +117,8 @@ class OnlineVIS(nn.Module):
         self.memory_reader = MemoryReader(dim, cfg.nheads, self.memory_length, cfg.dropout)
         self.decoder = MaskedDecoder(dim, mask_dim, cfg.dec_layers, cfg.nheads, cfg.ffn_dim,
                                      cfg.text_dim, cfg.taxonomy, cfg.masked_levels, cfg.dropout,
-                                     classifier=cfg.classifier, mask2former=cfg.layout == "mask2former")
+                                     classifier=cfg.classifier, mask2former=cfg.layout == "mask2former",
+                                     infer_layers=cfg.infer_layers)
         self.query_feat = nn.Embedding(cfg.num_queries, dim)  # initial (and reset) query content
         self.query_pos = nn.Embedding(cfg.num_queries, dim)  # per-slot positional embedding
         self.target_encoder = TargetEncoder(dim, mask_dim, cfg.nheads, cfg.ffn_dim, cfg.target_layers,

@@ -47,6 +47,8 @@ class OrtDecoder(nn.Module):
         self.eager = eager
         self.norm = eager.norm
         self.session = session(_graph(eager, dims))
+        # (with fewer inference layers a level may go unused, and the exporter drops its input)
+        self.inputs = {i.name for i in self.session.get_inputs()}
 
     def forward(self, queries: torch.Tensor, query_pos: torch.Tensor, levels: list[torch.Tensor],
                 mask_features: torch.Tensor, text_emb: torch.Tensor, taxonomy: torch.Tensor | None,
@@ -57,7 +59,7 @@ class OrtDecoder(nn.Module):
         # (a channels_last tensor, as the onnx features give, is already NHWC in memory: no copy)
         nhwc = mask_features.permute(0, 2, 3, 1)
         feed = {name: t.detach().float().contiguous().numpy() for name, t in
-                zip(_INPUTS, (queries, query_pos, *levels, nhwc, text_emb, taxonomy))}
+                zip(_INPUTS, (queries, query_pos, *levels, nhwc, text_emb, taxonomy)) if name in self.inputs}
         logits, masks, out_queries, taxo = (torch.from_numpy(o) for o in self.session.run(list(_OUTPUTS), feed))
         return DecoderOutput(logits=logits, masks=masks, queries=out_queries, taxo_logits=taxo)
 
@@ -73,7 +75,8 @@ def _graph(decoder: MaskedDecoder, dims: tuple[int, int, int]) -> bytes:
             "s32": {0: "b", 2: "h32", 3: "w32"}, "s16": {0: "b", 2: "h16", 3: "w16"},
             "s8": {0: "b", 2: "h8", 3: "w8"}, "mask_features_nhwc": {0: "b", 1: "h4", 2: "w4"},
             "text_emb": {0: "k"}, "taxonomy": {0: "b", 1: "t"}}
-    return cached_graph(_Inference(decoder), _GRAPH_FORMAT, args, list(_INPUTS), list(_OUTPUTS), axes)
+    fmt = f"{_GRAPH_FORMAT}, {decoder.infer_layers} layers"  # the weights alone do not say how many run
+    return cached_graph(_Inference(decoder), fmt, args, list(_INPUTS), list(_OUTPUTS), axes)
 
 
 def to_onnx_decoder(model) -> None:
