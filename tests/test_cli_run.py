@@ -88,18 +88,18 @@ def test_demo_masks_match_scene_ground_truth_and_ids_are_stable(free_port, tmp_p
     assert decoded[0].shape == (180, 320, 3)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_sends_eos_finalises_mp4_and_exits_quickly(free_port, tmp_path, sig):
+def _recorded_run_signalled(free_port, out_mp4, before: int, send) -> tuple[int, float, object, str]:
+    """`run` publishing and recording the scene; after ``before`` seg messages, ``send(proc)``
+    signals it. Returns its exit code, the seconds from the signals to its exit, its EOS, stderr."""
     address = f"tcp://127.0.0.1:{free_port}"
-    out_mp4 = tmp_path / "rec.mp4"
     with Subscriber(address) as sub:
         proc = start_cli("run", "--source", URI, "--segmenter", "ground-truth", "--publish", address,
                          "--record", str(out_mp4), "--quiet")
         try:
-            segs, _, _ = _collect(sub, until_eos=False, max_seg=15)
-            assert len(segs) == 15
+            segs, _, _ = _collect(sub, until_eos=False, max_seg=before)
+            assert len(segs) == before
             t_signal = time.monotonic()
-            proc.send_signal(sig)
+            send(proc)
             code = proc.wait(timeout=10)
             exit_s = time.monotonic() - t_signal
             _, eos, _ = _collect(sub, timeout_s=3.0)
@@ -107,11 +107,22 @@ def test_signal_sends_eos_finalises_mp4_and_exits_quickly(free_port, tmp_path, s
             if proc.poll() is None:
                 proc.kill()
             _, err = proc.communicate(timeout=5)
+    return code, exit_s, eos, err
+
+
+def _decoded_frames(path) -> int:
+    with av.open(str(path)) as container:  # finalised: the trailer is there, every frame decodes
+        return sum(1 for _ in container.decode(video=0))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_sends_eos_finalises_mp4_and_exits_quickly(free_port, tmp_path, sig):
+    out_mp4 = tmp_path / "rec.mp4"
+    code, exit_s, eos, err = _recorded_run_signalled(free_port, out_mp4, 15, lambda proc: proc.send_signal(sig))
     assert code == 0, err
     assert exit_s < 2.0, f"exit took {exit_s:.2f} s after the signal"
     assert eos is not None and eos.reason == "stopped"
-    with av.open(str(out_mp4)) as container:  # finalised: the trailer is there, every frame decodes
-        frames = sum(1 for _ in container.decode(video=0))
+    frames = _decoded_frames(out_mp4)
     assert frames == eos.seq + 1  # one recorded frame per published frame
     assert frames >= 15
 
@@ -186,27 +197,16 @@ def test_a_storm_of_signals_still_sends_eos_and_finalises_the_mp4(free_port, tmp
     """Ctrl-C held down: the first signal stops the engine, those during the bounded shutdown
     are ignored, so nothing already produced is lost. (A signal after the teardown, once the
     default handler is back, may still end the process by SIGINT: 130 to a shell either way.)"""
-    address = f"tcp://127.0.0.1:{free_port}"
+    def storm(proc) -> None:
+        for _ in range(400):  # every 5 ms until it exits (at most 2 s)
+            if proc.poll() is not None:
+                break
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.005)
+
     out_mp4 = tmp_path / "rec.mp4"
-    with Subscriber(address) as sub:
-        proc = start_cli("run", "--source", URI, "--segmenter", "ground-truth", "--publish", address,
-                         "--record", str(out_mp4), "--quiet")
-        try:
-            segs, _, _ = _collect(sub, until_eos=False, max_seg=10)
-            assert len(segs) == 10
-            for _ in range(400):  # every 5 ms until it exits (at most 2 s)
-                if proc.poll() is not None:
-                    break
-                proc.send_signal(signal.SIGINT)
-                time.sleep(0.005)
-            code = proc.wait(timeout=10)
-            _, eos, _ = _collect(sub, timeout_s=3.0)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            _, err = proc.communicate(timeout=5)
+    code, _, eos, err = _recorded_run_signalled(free_port, out_mp4, 10, storm)
     assert code in (0, 130, -signal.SIGINT), err
     assert eos is not None and eos.reason == "stopped"
-    with av.open(str(out_mp4)) as container:
-        frames = sum(1 for _ in container.decode(video=0))
+    frames = _decoded_frames(out_mp4)
     assert frames == eos.seq + 1 and frames >= 10
