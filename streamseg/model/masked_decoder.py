@@ -72,8 +72,8 @@ class MaskedDecoder(nn.Module):
         attention masks and the final prediction need."""
         classes = self.classifier.class_embeddings(text_emb)
         src, pos, pooled = [], [], []
-        # bilinear downsampling reads channels_last ~30x faster on CPU (same values); ONNX
-        # Runtime hands the features back contiguous
+        # bilinear downsampling reads channels_last ~30x faster on CPU (same values); a no-op
+        # for the onnx features, which arrive as an NHWC view already
         pool_src = mask_features.contiguous(memory_format=torch.channels_last) if self.masked_levels else None
         for i, feat in enumerate(levels):
             h, w = feat.shape[-2:]

@@ -45,10 +45,13 @@ class OrtDecoder(nn.Module):
     def __init__(self, eager: MaskedDecoder, dims: tuple[int, int, int]) -> None:
         super().__init__()
         self.eager = eager
-        self.norm = eager.norm
         self.session = session(_graph(eager, dims))
         # (with fewer inference layers a level may go unused, and the exporter drops its input)
         self.inputs = {i.name for i in self.session.get_inputs()}
+
+    @property
+    def norm(self) -> nn.LayerNorm:
+        return self.eager.norm  # (a property: registered once, under eager)
 
     def forward(self, queries: torch.Tensor, query_pos: torch.Tensor, levels: list[torch.Tensor],
                 mask_features: torch.Tensor, text_emb: torch.Tensor, taxonomy: torch.Tensor | None,
