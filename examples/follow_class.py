@@ -1,7 +1,10 @@
 """Robot-side consumer: follow the largest instance of one class.
 
-    streamseg run --source synthetic:// --max-frames 40 &  # the demo engine, on tcp://127.0.0.1:5555
+    streamseg run --source synthetic:// --max-frames 40 --wait-subscribers 1 &  # the demo engine, on tcp://127.0.0.1:5555
     python examples/follow_class.py tcp://127.0.0.1:5555 --label disk
+
+(``--wait-subscribers 1``: the engine holds its first frame until this consumer has subscribed, so
+a short demo run is not over before the consumer starts.)
 
 Always works on the newest frame (drain-to-latest: a slow robot loop never lags behind the
 camera). For each frame it prints the target's track id, centroid, box and the message's age in
