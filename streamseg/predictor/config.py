@@ -21,7 +21,13 @@ class PostprocessConfig:
     # piece (Mask2Former). Stray specks far from the object otherwise stretch its box over the
     # frame and cost IoU. Prompted targets keep every piece.
     min_piece_ratio: float = 0.0
+    # Temporal continuity of prompted targets: a target's mask keeps only its pieces that touch
+    # its previous mask grown by this many cells (8-connected, at the mask resolution); when none
+    # touches, the target shows nothing that frame (it left the view or is hidden) and is picked
+    # up again where it was last seen. -1 = off (every piece, wherever it is).
+    target_continuity: int = -1
 
     def validate(self) -> None:
         require(self.top_k >= 0, "top_k must be >= 0 (0 = the number of queries)")
         require(0.0 <= self.min_piece_ratio <= 1.0, "min_piece_ratio must be in [0, 1]")
+        require(self.target_continuity >= -1, "target_continuity must be >= 0 cells (or -1: off)")

@@ -107,6 +107,36 @@ def drop_pieces(logits: torch.Tensor, threshold: float, min_ratio: float) -> tor
     return torch.where(torch.from_numpy(drop).to(logits.device), torch.minimum(logits, below), logits)
 
 
+def continuous_pieces(logits: torch.Tensor, threshold: float, reference: np.ndarray | None,
+                      grow: int) -> tuple[torch.Tensor, np.ndarray | None]:
+    """A prompted target's low-res mask logits (h, w) with every 8-connected foreground piece
+    that does not touch ``reference`` (its previous mask, (h, w) bool) grown by ``grow`` cells
+    pushed below ``threshold``; returns them and the reference for the next frame.
+
+    Objects move a little from frame to frame; a target whose query jumped to another object
+    (its own left the view or was hidden) would otherwise publish that object under its ID. When
+    no piece touches, the target shows nothing and keeps its old reference, so it is picked up
+    again only where it was last seen. No reference yet (first frame, or the mask size changed):
+    everything is kept and becomes the reference. ``grow`` < 0: off.
+    """
+    fg = (logits >= threshold).cpu().numpy()
+    if grow < 0:
+        return logits, None
+    if reference is None or reference.shape != fg.shape or not reference.any():
+        return logits, (fg if fg.any() else None)
+    if not fg.any():
+        return logits, reference
+    near = ndimage.binary_dilation(reference, structure=_EIGHT, iterations=grow) if grow > 0 else reference
+    labels, _ = ndimage.label(fg, structure=_EIGHT)
+    touching = np.unique(labels[near & fg])
+    keep = np.isin(labels, touching[touching > 0])
+    if keep.sum() == fg.sum():
+        return logits, keep
+    below = torch.as_tensor(threshold - 1.0, dtype=logits.dtype, device=logits.device)
+    gated = torch.where(torch.from_numpy(~keep & fg).to(logits.device), torch.minimum(logits, below), logits)
+    return gated, (keep if keep.any() else reference)
+
+
 def paste_mask(logits: torch.Tensor, height: int, width: int,
                threshold: float) -> tuple[np.ndarray, MaskBox] | None:
     """Low-res mask logits (h, w) -> the full-resolution mask's tight bool crop and its mask_box

@@ -30,7 +30,14 @@ from streamseg.interface import Frame, Instance, Tracks, Vocabulary
 from streamseg.masks import box_xyxy
 from streamseg.model.online import OnlineVIS, StepOutput, StepState
 from streamseg.predictor.checkpoint import checkpoint_vocabulary, load_checkpoint, load_weights
-from streamseg.predictor.postprocess import QueryScores, argmax_scores, drop_pieces, mask2former_scores, paste_mask
+from streamseg.predictor.postprocess import (
+    QueryScores,
+    argmax_scores,
+    continuous_pieces,
+    drop_pieces,
+    mask2former_scores,
+    paste_mask,
+)
 from streamseg.predictor.targets import TargetBook, TargetInfo, make_prompt
 from streamseg.tracking.lifecycle import FREE, SlotTracks, TrackLifecycle
 from streamseg.tracking.match import EmbeddingMatcher, MatchTracks
@@ -158,7 +165,8 @@ class OnlineSegmenter:
             info = by_slot.get(int(slot))
             if info is None:
                 continue
-            logits = out.target_masks[0, i].float()
+            logits, info.reference = continuous_pieces(out.target_masks[0, i].float(), self._mask_logit_thr,
+                                                       info.reference, self.config.postprocess.target_continuity)
             fg = logits >= self._mask_logit_thr
             area = int(fg.sum())
             if area == 0:

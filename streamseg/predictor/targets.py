@@ -24,6 +24,8 @@ class TargetInfo:
     kind: str  # mask | box | point
     slot: int | None = None  # model target slot; None while pending (before its first frame)
     added_frame: int | None = None  # the segmenter frame count at which it took effect
+    # its last shown mask at the network's mask resolution (postprocess.target_continuity)
+    reference: np.ndarray | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"track_id": self.track_id, "name": self.name, "kind": self.kind,
