@@ -1,6 +1,6 @@
-"""postprocess.target_continuity: a prompted target keeps only the mask pieces that touch its
-previous mask (grown by N cells); when none touches it shows nothing and is picked up again only
-where it was last seen."""
+"""postprocess.target_continuity / track_continuity: a prompted target (or a class track) keeps
+only the mask pieces that touch its previous mask (grown by N cells); when none touches it shows
+nothing and is picked up again only where it was last seen."""
 from __future__ import annotations
 
 import numpy as np
@@ -102,7 +102,39 @@ def test_the_segmenter_hides_a_target_that_jumped_and_keeps_its_id():
     assert np.nonzero(far)[1].mean() > 2 * np.nonzero(near)[1].mean()
 
 
+def _run_class_track(continuity: int, masks: list[tuple[int, int, int, int]]) -> list[list]:
+    """The real tiny segmenter (propagate mode: slot = track); query 0's mask replaced by a blob,
+    every other query's emptied (so it shows nothing)."""
+    torch.manual_seed(0)
+    seg = build_segmenter(tiny_config(f"postprocess.track_continuity={continuity}"))
+    frames = scene_frames(len(masks))
+    state = seg.init_state(random_vocabulary())
+    step, t = seg.model.step, iter(range(len(masks)))
+
+    def fake(*args, **kwargs):
+        out = step(*args, **kwargs)
+        pm = torch.full_like(out.pred_masks, -3.0)
+        pm[0, 0] = _blobs(masks[next(t)], shape=pm.shape[-2:])
+        out.pred_masks = pm
+        return out
+
+    seg.model.step = fake
+    return [seg.step(state, f).instances for f in frames]
+
+
+def test_a_class_track_that_jumped_shows_nothing_until_it_is_back():
+    seq = [(2, 5, 2, 5), (3, 6, 3, 6), (10, 13, 20, 24), (10, 13, 20, 24), (3, 7, 4, 7)]
+    gated = _run_class_track(1, seq)
+    assert [len(s) for s in gated] == [1, 1, 0, 0, 1]
+    assert len({i.track_id for s in gated for i in s}) == 1  # the same track, hidden, not ended
+    plain = _run_class_track(-1, seq)
+    assert [len(s) for s in plain] == [1, 1, 1, 1, 1]
+    assert [i.track_id for s in plain for i in s][0] == gated[0][0].track_id
+
+
 def test_config_range_and_the_cpu_config():
-    with pytest.raises(ConfigError, match="target_continuity"):
-        load_config("cpu-mobilenet", ["postprocess.target_continuity=-2"])
-    assert load_config("cpu-mobilenet").postprocess.target_continuity == 1
+    for key in ("target_continuity", "track_continuity"):
+        with pytest.raises(ConfigError, match=key):
+            load_config("cpu-mobilenet", [f"postprocess.{key}=-2"])
+    pp = load_config("cpu-mobilenet").postprocess
+    assert pp.target_continuity == 1 and pp.track_continuity == 1

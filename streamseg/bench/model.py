@@ -285,7 +285,9 @@ def _soak(seg, vocab, size: tuple[int, int], n: int) -> dict[str, Any]:
 def _state_bytes(state) -> int:
     ms = state.model_state
     tensors = [ms.queries, ms.memory, ms.memory_len, ms.taxonomy, ms.tcm_scores, *ms.window]
-    return sum(t.numel() * t.element_size() for t in tensors if t is not None) + state.tracks.nbytes()
+    refs = [*state.track_refs.values(), *(t.reference for t in state.targets.targets.values())]
+    return (sum(t.numel() * t.element_size() for t in tensors if t is not None) + state.tracks.nbytes()
+            + sum(r.nbytes for r in refs if r is not None))
 
 
 def _params(model) -> dict[str, float]:

@@ -26,8 +26,13 @@ class PostprocessConfig:
     # touches, the target shows nothing that frame (it left the view or is hidden) and is picked
     # up again where it was last seen. -1 = off (every piece, wherever it is).
     target_continuity: int = -1
+    # The same rule for class tracks: a track whose mask no longer touches its last shown mask
+    # (grown by this many cells) shows nothing (its query jumped to an object some other track
+    # usually holds) until it is back where it was last seen. -1 = off.
+    track_continuity: int = -1
 
     def validate(self) -> None:
         require(self.top_k >= 0, "top_k must be >= 0 (0 = the number of queries)")
         require(0.0 <= self.min_piece_ratio <= 1.0, "min_piece_ratio must be in [0, 1]")
         require(self.target_continuity >= -1, "target_continuity must be >= 0 cells (or -1: off)")
+        require(self.track_continuity >= -1, "track_continuity must be >= 0 cells (or -1: off)")

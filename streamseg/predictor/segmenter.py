@@ -56,6 +56,8 @@ class SegmenterState:
     pending_vocabulary: Vocabulary | None = None  # applied at the start of the next step
     frames: int = 0
     targets: TargetBook = dataclasses.field(default_factory=TargetBook)  # prompted targets
+    # live class tracks' last shown masks at the mask resolution (postprocess.track_continuity)
+    track_refs: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 class OnlineSegmenter:
@@ -279,10 +281,22 @@ class OnlineSegmenter:
         names = state.vocabulary.names
         cls = scored.class_id.cpu().numpy()
         mask_logits = out.pred_masks[0].float()
+        grow = self.config.postprocess.track_continuity
+        if grow >= 0:  # forget the references of tracks that ended (bounded by the tracker's rows)
+            alive = set(state.tracks.track_id.tolist())
+            for tid in [t for t in state.track_refs if t not in alive]:
+                del state.track_refs[tid]
         for slot in slots:
-            pasted = self._paste(mask_logits[slot], height, width)
+            logits = mask_logits[slot]
+            if grow >= 0:
+                tid = int(track_id[slot])
+                logits = drop_pieces(logits, self._mask_logit_thr, self.config.postprocess.min_piece_ratio)
+                logits, ref = continuous_pieces(logits, self._mask_logit_thr, state.track_refs.get(tid), grow)
+                if ref is not None:
+                    state.track_refs[tid] = ref
+            pasted = self._paste(logits, height, width)
             if pasted is None:
-                continue  # vanished in the upsampling: nothing to publish
+                continue  # vanished in the upsampling (or hidden by track_continuity): nothing to publish
             crop, mask_box = pasted
             instances.append(Instance(
                 track_id=int(track_id[slot]), class_id=int(cls[slot]), label=names[int(cls[slot])],
