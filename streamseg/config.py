@@ -67,6 +67,27 @@ def resolve_config_path(path: str | Path) -> Path:
     raise ConfigError(f"config file not found: {p}{hint}")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping: YAML would silently keep the last,
+    so a pasted or doubled block would override settings without a word."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _ in node.value:  # before merge keys (<<) are expanded: they may override
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise DuplicateKeyError(str(key), key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: str, mark) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.problem_mark = key, mark
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load a YAML config (a path or a shipped config's name; the defaults when None) and apply
     ``key.sub=value`` overrides."""
@@ -83,7 +104,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except OSError as exc:
             raise ConfigError(f"config file {p} cannot be read ({exc.strerror or exc})") from None
         try:
-            loaded = yaml.safe_load(text)
+            loaded = yaml.load(text, Loader=_UniqueKeyLoader)
+        except DuplicateKeyError as exc:
+            raise ConfigError(f"config file {p} gives {exc.key!r} twice in one section "
+                              f"(line {exc.problem_mark.line + 1})") from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" (line {mark.line + 1})" if mark else ""

@@ -34,6 +34,19 @@ def test_deeply_nested_yaml(free_port, tmp_path):
     _one_line_error(_run(free_port, "--config", str(path), "--source", "synthetic://"), str(path))
 
 
+def test_a_key_given_twice_is_refused_not_silently_overridden(free_port, tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("postprocess:\n  min_piece_ratio: 1.0\n  target_continuity: 1\n"
+                    "  min_piece_ratio: 0.5\ntracker:\n  mode: propagate\n")
+    _one_line_error(_run(free_port, "--config", str(path), "--source", "synthetic://"), str(path),
+                    "'min_piece_ratio' twice", "line 4")
+    # the same name in two sections, and YAML merge keys overriding what they merge, stay valid
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("source:\n  <<: {realtime: true}\n  realtime: false\ntracker:\n  mode: propagate\n"
+                  "postprocess:\n  mode: argmax\n")
+    assert load_config(ok).source.realtime is False
+
+
 @pytest.mark.parametrize("override, needle", [
     ("engine.status_hz=[1,", "not valid YAML"),
     ("x=!!python/object/apply:os.system ['true']", "unsupported YAML tag"),
