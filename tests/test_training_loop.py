@@ -118,6 +118,43 @@ def test_train_writes_checkpoints_and_resume_replays_exactly(synth: Path, tmp_pa
     assert a["vocabulary"]["names"] == ["disk", "square", "triangle", "ring", "cross"]
 
 
+def test_weights_export_keeps_the_model_and_drops_only_the_resume_state(synth: Path, tmp_path: Path,
+                                                                        capsys) -> None:
+    from streamseg.model.online import OnlineVIS
+    from streamseg.predictor.checkpoint import load_checkpoint, load_weights
+
+    run, out = tmp_path / "run", tmp_path / "ship" / "model.pt"
+    with one_torch_thread():
+        assert cli_main(["train", "--config", TINY, "--data", str(synth), "--out", str(run), "--steps", "2",
+                         "--set", "train.checkpoint_every=1", *FAST]) == 0
+    step = run / "step_0000001.pt"
+    capsys.readouterr()
+    assert cli_main(["weights", "export", str(step), "-o", str(out)]) == 0
+    assert "left out train_state" in capsys.readouterr().out
+    src, exported = load_checkpoint(step), load_checkpoint(out)
+    assert "train_state" in src and "train_state" not in exported
+    assert set(src) - set(exported) == {"train_state"}
+    assert exported["config"] == src["config"] and exported["vocabulary"]["names"] == src["vocabulary"]["names"]
+    assert torch.equal(exported["vocabulary"]["embeddings"], src["vocabulary"]["embeddings"])
+    assert exported["state_dict"].keys() == src["state_dict"].keys()
+    for key, value in src["state_dict"].items():
+        assert torch.equal(value, exported["state_dict"][key]), key  # step 1's weights, not the final ones
+    assert out.stat().st_size < step.stat().st_size
+    load_weights(OnlineVIS(load_config(TINY).model), exported)  # fits the config's model
+
+    again = tmp_path / "again.pt"  # an inference checkpoint passes through unchanged
+    assert cli_main(["weights", "export", str(out), "-o", str(again)]) == 0
+    assert "left out nothing" in capsys.readouterr().out
+
+    not_ckpt = tmp_path / "notes.txt"
+    not_ckpt.write_text("not a checkpoint")
+    for bad, needle in [(tmp_path / "missing.pt", "checkpoint not found"), (not_ckpt, "not a weights-only")]:
+        target = tmp_path / "bad.pt"
+        assert cli_main(["weights", "export", str(bad), "-o", str(target)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1 and not target.exists()
+
+
 def test_train_errors_are_one_line(synth: Path, tmp_path: Path, capsys) -> None:
     assert cli_main(["train", "--config", TINY, "--data", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()

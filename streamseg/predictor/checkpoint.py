@@ -18,6 +18,7 @@ from streamseg.interface import Vocabulary
 CHECKPOINT_FORMAT = "streamseg-checkpoint"
 CHECKPOINT_VERSION = 1
 _SHOW = 3  # key names quoted per kind of mismatch; the count says the rest
+_TRAINING_ONLY = ("train_state",)  # what only `train --resume` reads
 
 
 def save_checkpoint(path: str | Path, model: Any, config: Any, vocabulary: Vocabulary,
@@ -45,11 +46,27 @@ def save_checkpoint(path: str | Path, model: Any, config: Any, vocabulary: Vocab
             "encoder_id": vocabulary.encoder_id,
         },
     })
-    path = Path(path)
+    _write_atomic(data, Path(path))
+
+
+def _write_atomic(data: dict[str, Any], path: Path) -> None:
+    """A reader (or a crash) never sees half a file: write beside it, then rename."""
+    import torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(data, tmp)
     os.replace(tmp, path)
+
+
+def export_for_inference(src: str | Path, dst: str | Path) -> list[str]:
+    """Write ``src`` (e.g. a training run's ``step_N.pt``) without what only resuming needs (the
+    optimiser, scheduler and RNG states: two thirds of its size), checked like any checkpoint;
+    returns the keys left out. Picking a mid-run checkpoint to ship or share needs nothing else."""
+    data = load_checkpoint(src)
+    dropped = [k for k in _TRAINING_ONLY if k in data]
+    _write_atomic({k: v for k, v in data.items() if k not in _TRAINING_ONLY}, Path(dst))
+    return dropped
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""``streamseg weights import SRC -o OUT.pt``."""
+"""``streamseg weights import SRC -o OUT.pt`` and ``streamseg weights export CKPT -o OUT.pt``."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ from streamseg.weights_import.class_names import DATASETS
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    w = sub.add_parser("weights", help="import published Mask2Former weights")
+    w = sub.add_parser("weights", help="import published Mask2Former weights; export a training checkpoint")
     which = w.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
     p = which.add_parser(
         "import", help="convert a transformers folder or a detectron2 .pkl/.pth into a streamseg checkpoint",
@@ -28,6 +28,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="detectron2 checkpoints: attention heads (MODEL.MASK_FORMER.NHEADS, default 8; "
                         "not recorded in the tensor shapes)")
     p.set_defaults(func=_import)
+    e = which.add_parser(
+        "export", help="a training checkpoint (e.g. a run's step_N.pt) without its resume state, for inference",
+        description="Writes CKPT without the optimiser, scheduler and RNG states that only `train "
+        "--resume` reads (about two thirds of a step checkpoint's size): weights, config and "
+        "vocabulary stay, so OUT.pt runs wherever CKPT did (`run|eval --checkpoint OUT.pt`). "
+        "The file is checked like any checkpoint first and written atomically.")
+    e.add_argument("checkpoint", metavar="CKPT")
+    e.add_argument("-o", "--output", required=True, metavar="OUT.pt")
+    e.set_defaults(func=_export)
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -43,4 +52,15 @@ def _import(args: argparse.Namespace) -> int:
     print(f"wrote {r.path}: {backbone}, {len(r.names)} classes, {r.config.num_queries} queries, "
           f"{r.config.dec_layers} decoder layers, {size:.1f} MiB in {r.seconds:.1f} s; "
           f"new (initialised) tensors: {len(r.new_keys)}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from streamseg.predictor.checkpoint import export_for_inference
+
+    before = Path(args.checkpoint).stat().st_size if Path(args.checkpoint).is_file() else 0
+    dropped = export_for_inference(args.checkpoint, args.output)
+    after = Path(args.output).stat().st_size
+    left_out = ", ".join(dropped) if dropped else "nothing (it held no resume state)"
+    print(f"wrote {args.output}: {after / 2**20:.1f} MiB from {before / 2**20:.1f} MiB; left out {left_out}")
     return 0
