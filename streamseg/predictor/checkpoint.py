@@ -6,7 +6,6 @@ that says what differs, instead of a half-loaded model or a wall of PyTorch text
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import numpy as np
 
 from streamseg.errors import CheckpointError
 from streamseg.interface import Vocabulary
+from streamseg.torch_files import save_atomic
 
 CHECKPOINT_FORMAT = "streamseg-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -46,17 +46,7 @@ def save_checkpoint(path: str | Path, model: Any, config: Any, vocabulary: Vocab
             "encoder_id": vocabulary.encoder_id,
         },
     })
-    _write_atomic(data, Path(path))
-
-
-def _write_atomic(data: dict[str, Any], path: Path) -> None:
-    """A reader (or a crash) never sees half a file: write beside it, then rename."""
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(data, tmp)
-    os.replace(tmp, path)
+    save_atomic(data, path)
 
 
 def export_for_inference(src: str | Path, dst: str | Path) -> list[str]:
@@ -65,7 +55,7 @@ def export_for_inference(src: str | Path, dst: str | Path) -> list[str]:
     returns the keys left out. Picking a mid-run checkpoint to ship or share needs nothing else."""
     data = load_checkpoint(src)
     dropped = [k for k in _TRAINING_ONLY if k in data]
-    _write_atomic({k: v for k, v in data.items() if k not in _TRAINING_ONLY}, Path(dst))
+    save_atomic({k: v for k, v in data.items() if k not in _TRAINING_ONLY}, dst)
     return dropped
 
 

@@ -8,7 +8,6 @@ templates and names, because building a text encoder costs seconds and the resul
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,6 +17,7 @@ from streamseg.cache import cache_root
 from streamseg.errors import ConfigError
 from streamseg.interface import Vocabulary
 from streamseg.model.config import VocabularyConfig
+from streamseg.torch_files import save_atomic
 
 VOCAB_FORMAT = "streamseg-vocabulary"
 VOCAB_VERSION = 1
@@ -70,13 +70,7 @@ def vocabulary_from_dict(data: Any, where: str) -> Vocabulary:
 
 def save_vocabulary(path: str | Path, vocab: Vocabulary, templates: Sequence[str] | None = None) -> None:
     """Write atomically (temp file + rename) so a reader never sees half a file."""
-    import torch
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(vocabulary_to_dict(vocab, templates), tmp)
-    os.replace(tmp, path)
+    save_atomic(vocabulary_to_dict(vocab, templates), path)
 
 
 def load_vocabulary(path: str | Path) -> Vocabulary:
