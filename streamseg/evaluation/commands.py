@@ -5,9 +5,14 @@ import argparse
 import dataclasses
 import json
 import sys
+from typing import TYPE_CHECKING, Any
 
 from streamseg.predictor.device import DEVICE_HELP, resolve_device
 from streamseg.predictor.model_choice import MODEL_HELP, UNTRAINED_HELP, apply_model, check_trained, config_name
+
+if TYPE_CHECKING:
+    from streamseg.data.ytvis import YtvisDataset
+    from streamseg.evaluation.results import TubeResult
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +33,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="an annotation JSON, or a dataset folder holding valid.json; frames in JPEGImages/ beside it")
     p.add_argument("--results", metavar="OUT.json", help="also write the result tubes (benchmark format)")
     _add_run_options(p)
+    p.add_argument("--breakdown", action="store_true", help="also say where the AP goes: frame recall of the masks (by object area), fragments and ID switches per object, and the AP with each object's fragments stitched into one tube")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.set_defaults(func=_eval)
 
@@ -59,6 +65,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     q.add_argument("gt", metavar="GT.json", help="ground-truth annotations (YouTube-VIS format)")
     q.add_argument("results", metavar="RESULTS.json", help="result tubes (video_id, category_id, score, segmentations)")
+    q.add_argument("--breakdown", action="store_true", help="also say where the AP goes: frame recall of the masks (by object area), fragments and ID switches per object, and the AP with each object's fragments stitched into one tube")
     q.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     q.set_defaults(func=_eval_json)
 
@@ -71,12 +78,28 @@ def _eval_json(args: argparse.Namespace) -> int:
     gt = load_ytvis(args.gt)
     results = read_results(args.results, gt)
     stats = evaluate(gt, results).stats
+    extra = _breakdown(gt, results) if args.breakdown else {}
     if args.json:
-        print(json.dumps({"videos": len(gt.videos), "results": len(results), **stats}))
+        print(json.dumps({"videos": len(gt.videos), "results": len(results), **stats, **extra}))
     else:
         print(f"{len(gt.videos)} videos, {len(gt.annotations)} ground-truth tubes, {len(results)} result tubes")
         print(format_stats(stats))
+        _print_breakdown(extra)
     return 0
+
+
+def _breakdown(gt: YtvisDataset, results: list[TubeResult]) -> dict[str, Any]:
+    """The --breakdown figures, under their own key of the JSON line."""
+    from streamseg.evaluation.breakdown import breakdown
+
+    return {"breakdown": breakdown(gt, results)}
+
+
+def _print_breakdown(extra: dict[str, Any]) -> None:
+    from streamseg.evaluation.breakdown import format_breakdown
+
+    if extra:
+        print(format_breakdown(extra["breakdown"]))
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -116,14 +139,17 @@ def _eval(args: argparse.Namespace) -> int:
     run = run_online(segmenter, gt, image_root, vocabulary, args.max_videos, progress=progress)
     if args.results:
         write_results(args.results, run.results)
-    stats = evaluate(restrict(gt, run.videos), run.results).stats
+    scored = restrict(gt, run.videos)
+    stats = evaluate(scored, run.results).stats
+    extra = _breakdown(scored, run.results) if args.breakdown else {}
     timing = {"frames": run.frames, "ms_per_frame": run.ms_per_frame,
               "component_ms_per_frame": run.component_ms}
     if args.json:
-        print(json.dumps({"videos": len(run.videos), "results": len(run.results), **stats, **timing}))
+        print(json.dumps({"videos": len(run.videos), "results": len(run.results), **stats, **timing, **extra}))
     else:
         print(f"{len(run.videos)} videos, {run.frames} frames, {len(run.results)} result tubes")
         print(format_stats(stats))
+        _print_breakdown(extra)
         print(f"time per frame (segmenter.step, online): {run.ms_per_frame:.1f} ms")
         if run.component_ms:
             print("  " + ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(run.component_ms.items())))
