@@ -22,6 +22,10 @@ class TrackerConfig:
     # A track's published score is the running mean of its per-frame scores over the last
     # `score_window` visible frames (an incremental mean that turns into an EMA, so it stays bounded).
     score_window: int = 30
+    # While a track has been visible on fewer than `score_ramp` frames, its published score is
+    # scaled by visible frames / score_ramp (0: off): a track seen on a frame or two is less sure
+    # than one seen on many, and its score says so from the first frame (decided online).
+    score_ramp: int = 0
     # A would-be new track whose (low-res) mask overlaps a visible track's mask by more than this IoU
     # is a duplicate of it: it is not born and its slot is reset.
     duplicate_iou: float = 0.7
@@ -37,6 +41,7 @@ class TrackerConfig:
                 "thresholds must satisfy 0 <= keep_threshold <= birth_threshold <= 1")
         require(self.max_missed >= 1, "max_missed must be >= 1")
         require(self.score_window >= 1, "score_window must be >= 1")
+        require(0 <= self.score_ramp <= self.score_window, "score_ramp must be in [0, score_window]")
         require(0.0 < self.duplicate_iou <= 1.0, "duplicate_iou must be in (0, 1]")
         require(0.0 < self.mask_threshold < 1.0, "mask_threshold must be in (0, 1)")
         require(-1.0 <= self.match_threshold <= 1.0, "match_threshold must be in [-1, 1]")

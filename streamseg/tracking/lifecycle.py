@@ -122,7 +122,7 @@ class TrackLifecycle:
 
         observe(state, visible, scores[visible], cfg.score_window)
         track_id = state.track_id.copy()
-        score = state.score.copy()
+        score = state.score * ramp(state.visible_count, cfg.score_ramp)
         clear(state, ended)
         return LifecycleResult(visible=visible, born=born, ended=ended,
                                reset=ended | duplicate | taken_over, track_id=track_id, score=score)
@@ -158,6 +158,14 @@ def observe(state: Any, rows: np.ndarray, scores: np.ndarray, window: int) -> No
     n = np.minimum(state.visible_count[rows] + 1, window)
     state.visible_count[rows] = n
     state.score[rows] += (scores - state.score[rows]) / n
+
+
+def ramp(visible_count: np.ndarray, frames: int) -> np.ndarray:
+    """The factor on a track's published score: visible frames / ``frames``, up to 1 (0: always
+    1). A track seen on a frame or two is less sure than one seen on many."""
+    if frames <= 0:
+        return np.ones(visible_count.shape)
+    return np.minimum(visible_count / frames, 1.0)
 
 
 def clear(state: Any, rows: np.ndarray) -> None:

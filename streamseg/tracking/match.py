@@ -20,7 +20,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from streamseg.tracking.config import TrackerConfig
-from streamseg.tracking.lifecycle import FREE, _best_overlap, clear, observe
+from streamseg.tracking.lifecycle import FREE, _best_overlap, clear, observe, ramp
 
 
 @dataclass
@@ -130,7 +130,7 @@ class EmbeddingMatcher:
         track_id = np.full(n, FREE, dtype=np.int64)
         score = np.zeros(n)
         track_id[qs] = state.track_id[vis]
-        score[qs] = state.score[vis]
+        score[qs] = state.score[vis] * ramp(state.visible_count[vis], cfg.score_ramp)
         ended = [int(t) for t in state.track_id[ended_rows]]
         clear(state, ended_rows)
         return MatchResult(track_id=track_id, score=score, born=born, ended=ended)
