@@ -16,10 +16,10 @@ demo: setup
 test: setup lint
 	$(PY) -m pytest -q
 
-# ruff (default rules + isort) over the package, the kernels and the tests, mypy (typed defs) over the first two; pyproject.toml
+# ruff (default rules + isort) over the package (kernels included) and the tests, mypy (typed defs) over the package; pyproject.toml
 lint: setup
-	$(PY) -m ruff check streamseg kernels tests
-	$(PY) -m mypy streamseg kernels
+	$(PY) -m ruff check streamseg tests
+	$(PY) -m mypy streamseg
 
 test-all: setup
 	$(PY) -m pytest -q -m "slow or not slow"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from kernels.reference import naive_masked_attention
+from streamseg.kernels.reference import naive_masked_attention
 
 # Max abs error allowed against the fp32 oracle, per input dtype (outputs and gradients are O(1)).
 TOLERANCE = {torch.float32: 2e-5, torch.float16: 4e-3, torch.bfloat16: 3e-2, torch.float64: 1e-10}

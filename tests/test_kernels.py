@@ -6,6 +6,7 @@ bf16 runs only through the reference path: ``tl.dot`` in bf16 is wrong in the in
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,17 +15,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kernels import masked_attention
-from kernels.launch import BlockSizes
-from kernels.reference import masked_attention_reference, naive_masked_attention
 from streamseg.errors import ConfigError
+from streamseg.kernels import masked_attention
+from streamseg.kernels.launch import BlockSizes
+from streamseg.kernels.reference import masked_attention_reference, naive_masked_attention
 from tests.kernels_helpers import TOLERANCE, make_problem, max_errors, oracle, run_with_grads
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def triton_fn():
-    from kernels.triton_attention import triton_masked_attention
+    from streamseg.kernels.triton_attention import triton_masked_attention
 
     return triton_masked_attention
 
@@ -107,7 +108,7 @@ def test_all_true_mask_equals_unmasked_attention(backend, monkeypatch):
 
 
 def test_pack_mask_matches_torch_packing():
-    from kernels.mask_packing import pack_mask, pack_mask_torch
+    from streamseg.kernels.mask_packing import pack_mask, pack_mask_torch
 
     gen = torch.Generator().manual_seed(4)
     for shape in [(2, 1, 37, 100), (1, 3, 5, 32), (1, 1, 3, 1)]:
@@ -181,13 +182,32 @@ def test_bad_env_var_and_bad_inputs_are_refused(monkeypatch):
 
 
 def test_importing_kernels_does_not_define_triton_kernels():
-    """The model imports ``kernels`` early; the jitted kernels must wait for TRITON_INTERPRET."""
-    code = "import sys, kernels; print(sorted(m for m in sys.modules if m.startswith(('triton', 'kernels.'))))"
+    """The model imports the kernels early; the jitted kernels must wait for TRITON_INTERPRET."""
+    code = ("import sys, streamseg.kernels; "
+            "print(sorted(m for m in sys.modules if m.startswith(('triton', 'streamseg.kernels.'))))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     loaded = ast.literal_eval(done.stdout.strip())
-    assert "kernels.masked_attention" in loaded
-    assert not any(m.startswith("triton") or m.startswith("kernels.triton") for m in loaded), loaded
+    assert "streamseg.kernels.masked_attention" in loaded
+    assert not any(m.startswith("triton") or m.startswith("streamseg.kernels.triton") for m in loaded), loaded
+
+
+def test_another_top_level_kernels_package_does_not_shadow_ours(tmp_path):
+    """transformers 5 requires the PyPI package ``kernels``: installed beside it (the MiniLM extra),
+    the model's attention must still be ours, from outside the checkout as the console script runs."""
+    site = tmp_path / "site"
+    (site / "kernels").mkdir(parents=True)
+    (site / "kernels" / "__init__.py").write_text("FOREIGN = True\n")
+    code = ("import torch, kernels; from streamseg.model.layers import MultiHeadAttention; "
+            "torch.manual_seed(0); layer = MultiHeadAttention(16, 2); x, y = torch.randn(1, 3, 16), torch.randn(1, 5, 16); "
+            "everywhere = torch.ones(1, 3, 5, dtype=torch.bool); "
+            "print(kernels.FOREIGN, float((layer(x, y, y, everywhere) - layer(x, y, y)).abs().max()))")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    foreign, err = done.stdout.split()
+    assert foreign == "True" and float(err) < 1e-5
 
 
 def test_bench_without_cuda_says_so_and_exits_zero(capsys):
@@ -209,7 +229,7 @@ def test_bench_without_cuda_says_so_and_exits_zero(capsys):
     (32, torch.float32, "fp32-d64"), (128, torch.float16, "half-d128"), (128, torch.float32, "fp32-d128"),
     (256, torch.bfloat16, "half-d256"), (256, torch.float32, "fp32-d256")])
 def test_autotune_grid_is_pruned_by_head_dim_and_dtype(d, dtype, expected):
-    from kernels.launch import TUNE_GRID, autotune_configs, prune_configs
+    from streamseg.kernels.launch import TUNE_GRID, autotune_configs, prune_configs
 
     kept = prune_configs(autotune_configs(), {"Q": torch.empty(1, dtype=dtype)}, HEAD_DIM=d, PRECISION="ieee")
     assert sorted((c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_warps, c.num_stages) for c in kept) == \
@@ -223,3 +243,13 @@ def test_block_sizes_are_validated():
         BlockSizes(block_m=48, block_n=64)
     with pytest.raises(ValueError, match="splits"):
         BlockSizes(block_m=64, block_n=64, splits=0)
+
+
+def test_the_checkout_does_not_shadow_another_top_level_kernels_package():
+    """Run from the checkout (cwd first on sys.path), ``import kernels`` must not find ours: that is
+    what transformers imports for its kernel hub."""
+    code = "import importlib.util as u; s = u.find_spec('kernels'); print(s.origin if s and s.origin else '-')"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    origin = done.stdout.strip()
+    assert origin == "-" or not Path(origin).resolve().is_relative_to(ROOT), origin

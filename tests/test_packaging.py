@@ -37,7 +37,7 @@ from streamseg.sources.base import SourceOptions
 from streamseg.sources.synthetic import SyntheticSource
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILD_INPUTS = ("streamseg", "kernels", "setup.cfg", "pyproject.toml", "README.md")  # all setup.cfg reads
+BUILD_INPUTS = ("streamseg", "setup.cfg", "pyproject.toml", "README.md")  # all setup.cfg reads
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +72,8 @@ def test_wheel_holds_the_shipped_configs_the_weights_they_name_and_the_console_s
         assert named >= 1  # the default model's config names the shipped weights
         weights = z.getinfo("streamseg/weights/cpu-mobilenet-synth.pt")
         assert weights.file_size == (ROOT / "streamseg/weights/cpu-mobilenet-synth.pt").stat().st_size
-        assert "kernels/__init__.py" in names and "streamseg/cli.py" in names
-        assert not [n for n in names if n.startswith("tests/") or "__pycache__" in n]
+        assert "streamseg/kernels/__init__.py" in names and "streamseg/cli.py" in names
+        assert not [n for n in names if n.startswith(("tests/", "kernels/")) or "__pycache__" in n]
         entry_points = next(z.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert re.search(r"^streamseg = streamseg\.cli:main$", entry_points, re.M)
 
@@ -137,7 +137,7 @@ def _in_fresh(installed, tmp_path, *command: str, timeout: float = 180) -> subpr
 @pytest.mark.slow
 def test_installed_package_is_the_wheel_not_the_checkout(installed, tmp_path):
     proc = _in_fresh(installed, tmp_path, "python", "-c",
-                     "import streamseg, kernels; print(streamseg.__file__); print(kernels.__file__)")
+                     "import streamseg.kernels as k, streamseg; print(streamseg.__file__); print(k.__file__)")
     assert proc.returncode == 0, proc.stderr
     venv = installed[0]
     for line in proc.stdout.splitlines():

@@ -74,8 +74,8 @@ def run_cuda() -> tuple[dict, list[Result]]:
     import torch
     import triton.testing
 
-    from kernels.reference import masked_attention_reference, naive_masked_attention
-    from kernels.triton_attention import triton_masked_attention
+    from streamseg.kernels.reference import masked_attention_reference, naive_masked_attention
+    from streamseg.kernels.triton_attention import triton_masked_attention
 
     device = torch.device("cuda")
     peak_bw, peak_flops = device_peaks(device)

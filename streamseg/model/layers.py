@@ -2,7 +2,7 @@
 
 Post-norm (``x = norm(x + f(x))``) as in Mask2Former's decoder, so each equation of the paper maps
 to one residual block. Multi-head attention is written out (not nn.MultiheadAttention) so a boolean
-mask can be routed to ``kernels.masked_attention``, which carries the empty-row rule and has a
+mask can be routed to ``streamseg.kernels.masked_attention``, which carries the empty-row rule and has a
 Triton implementation on CUDA.
 """
 from __future__ import annotations
@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels import masked_attention
+from streamseg.kernels import masked_attention
 
 
 class MultiHeadAttention(nn.Module):
     """Multi-head attention; with ``mask`` (B, Nq, Nk) bool (True = may attend) it calls
-    ``kernels.masked_attention`` (a row with no True attends everywhere)."""
+    ``streamseg.kernels.masked_attention`` (a row with no True attends everywhere)."""
 
     def __init__(self, dim: int, heads: int, kdim: int | None = None) -> None:
         super().__init__()

@@ -4,7 +4,7 @@ Layer l:  X' = TIM(X, E_T)                                   (eq. 6; skipped wit
           X  = FFN(SelfAttn(MaskedCrossAttn(X', F_{l mod 3})))  (eq. 7)
 The feature levels cycle low -> high resolution (strides 32, 16, 8). The attention mask of layer l
 is the previous prediction's mask resized to that level: sigmoid >= 0.5 (logit >= 0) may attend,
-an empty row attends everywhere (kernels.masked_attention). The resize is Mask2Former's bilinear
+an empty row attends everywhere (streamseg.kernels.masked_attention). The resize is Mask2Former's bilinear
 interpolation (align_corners=False) of the stride-4 mask logits, computed as the mask embedding
 against bilinearly resized mask features (interpolation is linear, so the two are equal), which
 avoids building every full-resolution mask at inference. As in Mask2Former, the initial queries

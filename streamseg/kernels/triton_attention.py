@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import torch
 
-from kernels.launch import SUPPORTED_HEAD_DIMS, BlockSizes
-from kernels.mask_packing import pack_mask
-from kernels.reference import resolve_scale
-from kernels.triton_backward import attention_backward
-from kernels.triton_forward import attention_forward
+from streamseg.kernels.launch import SUPPORTED_HEAD_DIMS, BlockSizes
+from streamseg.kernels.mask_packing import pack_mask
+from streamseg.kernels.reference import resolve_scale
+from streamseg.kernels.triton_backward import attention_backward
+from streamseg.kernels.triton_forward import attention_forward
 
 
 class _MaskedAttention(torch.autograd.Function):

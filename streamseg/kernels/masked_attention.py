@@ -10,7 +10,7 @@ import os
 
 import torch
 
-from kernels.reference import masked_attention_reference
+from streamseg.kernels.reference import masked_attention_reference
 
 ENV_VAR = "STREAMSEG_KERNELS"
 BACKENDS = ("auto", "triton", "reference")
@@ -22,8 +22,8 @@ def selected_backend(device: torch.device, head_dim: int) -> str:
     In ``auto`` mode a head dim the kernels do not support (not a power of two in 16..256) uses the
     reference on CUDA as well.
     """
-    from kernels.launch import SUPPORTED_HEAD_DIMS
     from streamseg.errors import ConfigError
+    from streamseg.kernels.launch import SUPPORTED_HEAD_DIMS
 
     choice = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
     if choice not in BACKENDS:
@@ -62,7 +62,7 @@ def masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     """
     check_inputs(q, k, v, mask)
     if selected_backend(q.device, q.shape[-1]) == "triton":
-        from kernels.triton_attention import triton_masked_attention
+        from streamseg.kernels.triton_attention import triton_masked_attention
 
         return triton_masked_attention(q, k, v, mask, scale)
     return masked_attention_reference(q, k, v, mask, scale)

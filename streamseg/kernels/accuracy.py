@@ -18,7 +18,7 @@ def measure(fn, dtype, shapes=SHAPES, device="cpu") -> list[float]:
     """[forward, dq, dk, dv] max abs error over ``shapes``."""
     import torch
 
-    from kernels.reference import naive_masked_attention
+    from streamseg.kernels.reference import naive_masked_attention
 
     worst = [0.0] * 4
     for seed, (b, h, nq, nk, d) in enumerate(shapes):
@@ -45,8 +45,8 @@ def main() -> int:
     cuda = torch.cuda.is_available()
     if not cuda:
         os.environ["TRITON_INTERPRET"] = "1"  # before kernels.triton_attention defines the kernels
-    from kernels.reference import masked_attention_reference
-    from kernels.triton_attention import triton_masked_attention
+    from streamseg.kernels.reference import masked_attention_reference
+    from streamseg.kernels.triton_attention import triton_masked_attention
 
     device = "cuda" if cuda else "cpu"
     where = "GPU" if cuda else "Triton interpreter (CPU)"

@@ -10,8 +10,8 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.launch import BlockSizes, autotune_configs, key_splits, prune_configs, resolve_blocks
-from kernels.triton_forward import LOG2E, dot_precision, load_allowed
+from streamseg.kernels.launch import BlockSizes, autotune_configs, key_splits, prune_configs, resolve_blocks
+from streamseg.kernels.triton_forward import LOG2E, dot_precision, load_allowed
 
 
 @triton.jit

@@ -42,10 +42,10 @@ def main(argv: list[str]) -> int:
     if os.environ.get("TRITON_INTERPRET") == "1":
         print("unset TRITON_INTERPRET: the interpreter does not compile")
         return 0
-    from kernels.launch import TUNE_GRID
-    from kernels.mask_packing import _pack_kernel
-    from kernels.triton_backward import _delta_kernel, _dkdv_kernel, _dq_kernel
-    from kernels.triton_forward import _fwd_kernel, _merge_kernel
+    from streamseg.kernels.launch import TUNE_GRID
+    from streamseg.kernels.mask_packing import _pack_kernel
+    from streamseg.kernels.triton_backward import _delta_kernel, _dkdv_kernel, _dq_kernel
+    from streamseg.kernels.triton_forward import _fwd_kernel, _merge_kernel
 
     for cc in [int(a) for a in argv] or [80, 90]:
         pack = build(_pack_kernel, {"Mask": "*u8", "Bits": "*i32"}, {"BLOCK_R": 32, "BLOCK_W": 8}, cc)

@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.launch import BlockSizes, autotune_configs, key_splits, prune_configs, resolve_blocks
+from streamseg.kernels.launch import BlockSizes, autotune_configs, key_splits, prune_configs, resolve_blocks
 
 LOG2E = 1.4426950408889634
 

@@ -27,7 +27,7 @@ class Traffic:
 
 def triton_splits(nq: int, nk: int, sms: int = H100_SMS) -> int:
     """The key-split count kernels.launch picks on a GPU with ``sms`` SMs (BLOCK_M 64)."""
-    from kernels.launch import MIN_SPLIT_KEYS, SPLIT_UNIT, split_chunk
+    from streamseg.kernels.launch import MIN_SPLIT_KEYS, SPLIT_UNIT, split_chunk
 
     rows = -(-nq // 64) * HEADS
     wanted = max(1, -(-2 * sms // rows))
