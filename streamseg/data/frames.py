@@ -5,6 +5,7 @@ torchvision.io's image codecs.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -30,3 +31,12 @@ def write_jpeg(path: str | Path, image: np.ndarray, quality: int = 90) -> None:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.ascontiguousarray(image), "RGB").save(p, format="JPEG", quality=quality)
+
+
+def jpeg_roundtrip(image: np.ndarray, quality: int = 90) -> np.ndarray:
+    """The pixels ``write_jpeg`` then ``read_rgb`` would give, without a file."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image), "RGB").save(buf, format="JPEG", quality=quality)
+    buf.seek(0)
+    with Image.open(buf) as img:
+        return np.array(img.convert("RGB"))

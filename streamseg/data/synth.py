@@ -61,14 +61,25 @@ class SynthSpec:
             raise ConfigError("--width and --height must be >= 16")
 
 
+def video_rng(seed: int, part: int, index: int) -> np.random.Generator:
+    """The generator of video ``index`` of dataset ``part`` (0 = valid.json, k = train_k / train)."""
+    return np.random.default_rng([seed, part, index])
+
+
+def video_scene(spec: SynthSpec, rng: np.random.Generator) -> tuple[SyntheticScene, int, int]:
+    """One video's scene, its seed and its first scene frame, drawn from the video's generator."""
+    scene_seed = int(rng.integers(0, 2**31 - 1))
+    start = int(rng.integers(0, 2000))
+    scene = SyntheticScene(SceneConfig(seed=scene_seed, width=spec.width, height=spec.height, instances=spec.instances))
+    return scene, scene_seed, start
+
+
 def _render_video(
     spec: SynthSpec, name: str, rng: np.random.Generator, video_id: int, root: Path, log: dict
 ) -> tuple[Video, dict[int, tuple[str, list[Rle | None]]]]:
     """Render one video's frames to JPEGs; return it and its instance tubes (all classes)."""
-    scene_seed = int(rng.integers(0, 2**31 - 1))
-    start = int(rng.integers(0, 2000))
+    scene, scene_seed, start = video_scene(spec, rng)
     log[name] = {"scene_seed": scene_seed, "first_scene_frame": start}
-    scene = SyntheticScene(SceneConfig(seed=scene_seed, width=spec.width, height=spec.height, instances=spec.instances))
     tubes: dict[int, tuple[str, list[Rle | None]]] = {}
     files = []
     for t in range(spec.frames):
@@ -90,7 +101,7 @@ def _write_part(
     videos: list[Video] = []
     anns: list[Annotation] = []
     for i in range(count):
-        rng = np.random.default_rng([spec.seed, part, i])
+        rng = video_rng(spec.seed, part, i)
         video, tubes = _render_video(spec, f"{prefix}_{i:04d}", rng, i + 1, root, log)
         videos.append(video)
         for _, (label, segs) in sorted(tubes.items()):

@@ -19,6 +19,7 @@ from streamseg.training.datasets import Clip, YtvisClipDataset
 from streamseg.training.loop import ClipBatch
 from streamseg.training.losses import FrameTargets
 from streamseg.training.sampler import MultiDatasetSampler, default_ratios
+from streamseg.training.synthetic_clips import SyntheticClipDataset, is_synthetic_spec, parse_synthetic_spec
 from streamseg.training.target_clips import sample_target_prompts
 from streamseg.training.unified_classes import taxonomy_of
 
@@ -40,15 +41,25 @@ class DatasetClips:
             raise ConfigError("no training data: pass --data DIR (or set train.datasets)")
         if ratios is not None and len(ratios) != len(paths):
             raise ConfigError(f"--ratios has {len(ratios)} values for {len(paths)} datasets")
-        files = [resolve_annotations(p, "train.json") for p in paths]
-        loaded = {f"{i}:{f.parent.name}/{f.stem}": load_ytvis(f) for i, f in enumerate(files)}
+        # a folder or JSON of YouTube-VIS annotations, or synth://?seed=S (rendered when drawn)
+        synthetic = {i: parse_synthetic_spec(str(p)) for i, p in enumerate(paths) if is_synthetic_spec(str(p))}
+        files = {i: resolve_annotations(p, "train.json") for i, p in enumerate(paths) if i not in synthetic}
+        loaded = {}
+        for i in range(len(paths)):
+            if i in synthetic:
+                loaded[f"{i}:synth/seed{synthetic[i].seed}"] = SyntheticClipDataset.categories()
+            else:
+                loaded[f"{i}:{files[i].parent.name}/{files[i].stem}"] = load_ytvis(files[i])
         self.taxonomy = taxonomy_of(loaded, cfg.train.alias_file)
         self.names = list(self.taxonomy.names)
         self.train_cfg = cfg.train
         short, crop = crop_size(cfg)
         augment = ClipAugment(short_side=short, scale_range=(cfg.train.scale_min, cfg.train.scale_max),
                               flip_prob=cfg.train.flip_prob, crop=crop)
-        self.datasets = [
+        self.datasets: list[YtvisClipDataset | SyntheticClipDataset] = [
+            SyntheticClipDataset(synthetic[i], num_frames=cfg.train.clip_frames, max_stride=cfg.train.max_stride,
+                                 transform=augment, unified_map=self.taxonomy.maps[name], name=name)
+            if i in synthetic else
             YtvisClipDataset(ds, num_frames=cfg.train.clip_frames, max_stride=cfg.train.max_stride,
                              seed=cfg.train.seed, transform=augment, unified_map=self.taxonomy.maps[name],
                              name=name, image_root=image_root_for(files[i]))
@@ -57,7 +68,7 @@ class DatasetClips:
         for ds in self.datasets:
             if len(ds) == 0:
                 raise ConfigError(f"dataset {ds.name} has no videos")
-        self.ratios = tuple(ratios) if ratios else default_ratios([str(f) for f in files])
+        self.ratios = tuple(ratios) if ratios else default_ratios([str(files.get(i, p)) for i, p in enumerate(paths)])
         self.sampler = MultiDatasetSampler([len(d) for d in self.datasets], self.ratios, seed=cfg.train.seed,
                                            rank=0, world_size=1)
         self.class_masks = []

@@ -18,7 +18,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", required=True, metavar="YAML", help="config file (model + train sections)")
     p.add_argument("--data", action="append", default=None, metavar="DIR",
-                   help="a dataset (folder or its JSON file); repeat for joint training "
+                   help="a dataset (folder or its JSON file), or synth://?seed=S[&videos=N&...] for the "
+                   "synthetic benchmark's training videos rendered as they are drawn (the videos `data synth "
+                   "--seed S` writes; keys as its options; default a million videos); repeat for joint training "
                    "(default: train.datasets of the config)")
     p.add_argument("--ratios", default=None, metavar="R1,R2,...",
                    help="sampling ratio per --data, e.g. 1,1,0.75 (default: train.ratios, else by dataset as the "
