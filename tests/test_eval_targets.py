@@ -133,6 +133,23 @@ def test_harness_oracle_scores_one_and_blind_scores_the_absent_frames(synth):
         assert obj["J"]["mean"] == pytest.approx(np.mean(absent))
 
 
+def test_jf_by_prompt_area_groups_objects_by_their_prompt_masks_area(synth):
+    gt = load_ytvis(synth / "valid.json")
+    blind = evaluate_targets(_Oracle(gt, blind=True), gt, image_root_for(gt.path), "mask", Vocabulary(names=[]))
+    groups = blind.summary()["J&F_by_prompt_area"]
+    assert list(groups) == ["small", "medium", "large"]
+    assert sum(g["objects"] for g in groups.values()) == len(blind.objects) > 0
+    for obj in blind.objects:
+        ann = next(a for a in gt.annotations if a.id == obj["object"])
+        areas = [int(decode_rle(s).sum()) if s is not None else 0 for s in ann.segmentations]
+        first = next(t for t, a in enumerate(areas) if a > 0)
+        assert (obj["prompt_frame"], obj["prompt_area"]) == (first, areas[first])
+    for name, (lo, hi) in (("small", (0, 1024)), ("medium", (1024, 9216)), ("large", (9216, 10 ** 9))):
+        members = [(o["J"]["mean"] + o["F"]["mean"]) / 2 for o in blind.objects if lo <= o["prompt_area"] < hi]
+        assert groups[name]["objects"] == len(members)
+        assert groups[name]["J&F"] == (pytest.approx(np.mean(members)) if members else -1.0)
+
+
 def test_eval_targets_cli_last_line_is_json_with_j_f_jf(synth):
     r = run_cli("eval-targets", "--config", str(TINY_CONFIG), "--data", str(synth), "--prompt", "box", "--json")
     assert r.returncode == 0, r.stderr
@@ -142,6 +159,8 @@ def test_eval_targets_cli_last_line_is_json_with_j_f_jf(synth):
     assert last["J&F"] == pytest.approx((last["J"] + last["F"]) / 2)
     bad = run_cli("eval-targets", "--config", str(TINY_CONFIG), "--data", str(synth), "--prompt", "scribble")
     assert bad.returncode != 0 and "invalid choice" in bad.stderr
+    neg = run_cli("eval-targets", "--config", str(TINY_CONFIG), "--data", str(synth), "--min-prompt-area", "-1")
+    assert neg.returncode != 0 and "--min-prompt-area must be >= 0" in neg.stderr.strip().splitlines()[-1]
 
 
 def test_eval_targets_without_config_runs_the_shipped_model(synth):
@@ -150,3 +169,16 @@ def test_eval_targets_without_config_runs_the_shipped_model(synth):
     assert r.returncode == 0, r.stderr
     last = json.loads(r.stdout.strip().splitlines()[-1])
     assert last["objects"] > 0 and last["J"] > 0.5  # the trained model (0.77 here; tiny-test: 0.001)
+
+
+def test_min_prompt_area_prompts_on_the_first_frame_showing_that_much(synth):
+    gt = load_ytvis(synth / "valid.json")
+    areas = {a.id: [int(decode_rle(s).sum()) if s is not None else 0 for s in a.segmentations] for a in gt.annotations}
+    least = int(np.median([max(v) for v in areas.values()]))  # some objects never show this much
+    scores = evaluate_targets(_Oracle(gt, blind=True), gt, image_root_for(gt.path), "box", Vocabulary(names=[]),
+                              min_prompt_area=least)
+    expected = {i: next(t for t, a in enumerate(v) if a >= least) for i, v in areas.items()
+                if any(a >= least for a in v[:-1])}
+    assert 0 < len(expected) < len(areas)
+    assert {o["object"]: o["prompt_frame"] for o in scores.objects} == expected
+    assert all(o["prompt_area"] >= least for o in scores.objects)

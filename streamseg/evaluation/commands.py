@@ -53,6 +53,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--data", required=True, metavar="DIR|JSON", help="annotation JSON or folder holding valid.json")
     t.add_argument("--prompt", choices=("mask", "point", "box"), default="mask", help="prompt kind (default mask)")
     t.add_argument("--no-vocabulary", action="store_true", help="targets only (an empty vocabulary)")
+    t.add_argument("--min-prompt-area", type=int, default=0, metavar="PX",
+                   help="prompt each object on its first frame showing at least PX pixels of it (DAVIS-like: "
+                   "in view, not the sliver of its entry); objects that never do are left out (default 0: "
+                   "the first visible frame)")
     _add_run_options(t)
     t.add_argument("--json", action="store_true", help="the last line is one JSON object with J, F, J&F")
     t.set_defaults(func=_eval_targets)
@@ -173,6 +177,8 @@ def _eval_targets(args: argparse.Namespace) -> int:
 
     if args.max_videos is not None and args.max_videos < 1:
         raise ConfigError("--max-videos must be >= 1")
+    if args.min_prompt_area < 0:
+        raise ConfigError("--min-prompt-area must be >= 0")
     config = load_config(config_name(args.config), args.set)
     gt = load_ytvis(resolve_annotations(args.data))
     # every object of a video is a target until its end: enough slots for the busiest video
@@ -192,8 +198,8 @@ def _eval_targets(args: argparse.Namespace) -> int:
             print(f"\rvideo {done}/{total}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
     scores = evaluate_targets(segmenter, gt, image_root_for(gt.path or resolve_annotations(args.data)), args.prompt, vocabulary,
-                              args.max_videos, progress=progress)
-    summary = {"prompt": args.prompt, **scores.summary()}
+                              args.max_videos, progress=progress, min_prompt_area=args.min_prompt_area)
+    summary = {"prompt": args.prompt, "min_prompt_area": args.min_prompt_area, **scores.summary()}
     if args.json:
         print(json.dumps(summary))
     else:
@@ -203,5 +209,7 @@ def _eval_targets(args: argparse.Namespace) -> int:
             print(f"recall J {summary['J_recall']:.3f} F {summary['F_recall']:.3f}; decay J {summary['J_decay']:.3f} "
                   f"F {summary['F_decay']:.3f}; J&F by quarter of each track: "
                   + " ".join(f"{v:.3f}" for v in summary["J&F_by_quarter"]))
+            print("J&F by prompt area (COCO ranges): " + ", ".join(
+                f"{k} {v['J&F']:.3f} ({v['objects']} objects)" for k, v in summary["J&F_by_prompt_area"].items()))
             print(f"time per frame (segmenter.step, online): {summary['ms_per_frame']:.1f} ms")
     return 0

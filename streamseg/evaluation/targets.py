@@ -1,7 +1,8 @@
 """``streamseg eval-targets``: semi-supervised VOS / point-exemplar tracking on a YouTube-VIS-format set.
 
-Every object of every video is prompted on its first visible frame (its mask, its box, or one
-point: the mask pixel farthest from the mask's border) and tracked online to the end of the
+Every object of every video is prompted on its first visible frame, or on its first frame showing
+at least ``min_prompt_area`` pixels of it (its mask, its box, or one point: the mask pixel farthest
+from the mask's border) and tracked online to the end of the
 video, as a live stream would. Scored with DAVIS's J and F on every frame after the prompt frame
 (frames where the object is absent count too: an empty prediction scores 1 there), per object,
 then averaged over objects (DAVIS's dataset mean); decay is DAVIS's first-quarter minus
@@ -23,6 +24,7 @@ from streamseg.evaluation.davis import boundary_f, region_j, statistics
 from streamseg.interface import Frame, Vocabulary
 
 PROMPT_KINDS = ("mask", "box", "point")
+PROMPT_AREAS = {"small": (0, 32 ** 2), "medium": (32 ** 2, 96 ** 2), "large": (96 ** 2, float("inf"))}  # COCO
 
 
 def interior_point(mask: np.ndarray) -> tuple[float, float]:
@@ -47,6 +49,16 @@ class TargetScores:
     frames: int = 0
     step_seconds: float = 0.0
 
+    def _by_prompt_area(self) -> dict[str, dict[str, float]]:
+        """J&F of the objects whose prompt mask was small / medium / large (COCO's ranges): an object
+        prompted as it enters the view gives a sliver, no more telling than a point."""
+        out = {}
+        for name, (lo, hi) in PROMPT_AREAS.items():
+            group = [o for o in self.objects if lo <= o.get("prompt_area", -1) < hi]
+            jf = float(np.mean([(o["J"]["mean"] + o["F"]["mean"]) / 2 for o in group])) if group else -1.0
+            out[name] = {"objects": len(group), "J&F": jf}
+        return out
+
     def summary(self) -> dict:
         if not self.objects:
             return {"objects": 0, "J": 0.0, "F": 0.0, "J&F": 0.0}
@@ -58,20 +70,25 @@ class TargetScores:
                 "J_recall": mean("J", "recall"), "F_recall": mean("F", "recall"),
                 "J_decay": mean("J", "decay"), "F_decay": mean("F", "decay"),
                 "J&F_by_quarter": [float(b) for b in bins],
+                "J&F_by_prompt_area": self._by_prompt_area(),
                 "frames": self.frames, "ms_per_frame": 1000.0 * self.step_seconds / max(self.frames, 1)}
 
 
 def evaluate_targets(segmenter, gt: YtvisDataset, image_root: str | Path, kind: str, vocabulary: Vocabulary,
                      max_videos: int | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> TargetScores:
+                     progress: Callable[[int, int], None] | None = None, min_prompt_area: int = 0) -> TargetScores:
+    """``min_prompt_area``: prompt on the first frame with at least that many pixels of the object
+    (0: its first visible frame); objects that never show as much are left out."""
     if kind not in PROMPT_KINDS:
         raise ValueError(f"prompt kind must be one of {', '.join(PROMPT_KINDS)}")
     scores = TargetScores()
     videos = gt.videos[:max_videos] if max_videos else gt.videos
     for n, video in enumerate(videos):
         anns = [a for a in gt.annotations_of(video.id) if not a.iscrowd]
-        first: dict[int, Any] = {a.id: next((t for t, s in enumerate(a.segmentations) if s is not None and decode_rle(s).any()), None)
-                 for a in anns}
+        least = max(1, min_prompt_area)
+        first: dict[int, Any] = {a.id: next((t for t, s in enumerate(a.segmentations)
+                                             if s is not None and int(decode_rle(s).sum()) >= least), None)
+                                 for a in anns}
         anns = [a for a in anns if first[a.id] is not None and first[a.id] < video.length - 1]
         state = segmenter.init_state(vocabulary)
         track_of: dict[int, int] = {}
@@ -97,8 +114,10 @@ def evaluate_targets(segmenter, gt: YtvisDataset, image_root: str | Path, kind: 
         for a in anns:
             js, fs = per_obj[a.id]
             if js:
+                prompt = a.segmentations[first[a.id]]
                 scores.objects.append({"video": video.id, "object": a.id, "J": statistics(np.array(js)),
-                                       "F": statistics(np.array(fs))})
+                                       "F": statistics(np.array(fs)), "prompt_frame": first[a.id],
+                                       "prompt_area": int(decode_rle(prompt).sum()) if prompt is not None else 0})
         if progress:
             progress(n + 1, len(videos))
     return scores
