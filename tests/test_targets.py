@@ -203,6 +203,32 @@ def test_target_prompts_sampled_from_ground_truth():
     assert kinds_seen == {"mask", "box", "point"} and frames_seen == {0, 1, 2, 3}
 
 
+def test_small_early_target_clips_prompt_the_smallest_objects_in_the_first_half():
+    from streamseg.training.datasets import Clip
+    from streamseg.training.target_clips import sample_target_prompts
+
+    masks = torch.zeros(3, 6, 32, 48, dtype=torch.bool)
+    masks[0, :, 2:10, 3:12] = True  # 72 px
+    masks[1, :, 20:30, 30:40] = True  # 100 px
+    masks[2, :, 5:8, 40:46] = True  # 18 px: the smallest
+    masks[2, 1, 5:30, 40:46] = True  # ... but on frame 1 the largest
+    present = masks.flatten(2).any(2)
+    clip = Clip(torch.zeros(6, 3, 32, 48, dtype=torch.uint8), masks, present, torch.arange(3),
+                torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long), ["x"])
+    rng = np.random.default_rng(1)
+    frames = set()
+    for _ in range(30):
+        s = sample_target_prompts([clip, clip], rng, max_targets=2, kinds=["mask"], small_early=1.0)
+        frames.add(s.prompt_frame)
+        smallest = [2, 0] if s.prompt_frame != 1 else [0, 1]  # by area on the prompt frame
+        for b in range(2):
+            assert [int(np.flatnonzero([np.array_equal(p.mask, masks[i, s.prompt_frame].numpy())
+                                        for i in range(3)])[0]) for p in s.prompts[b]] == smallest
+    assert frames == {0, 1, 2}  # the first half of 6 frames
+    uniform = {sample_target_prompts([clip], rng, 1, ["mask"], small_early=0.0).prompt_frame for _ in range(60)}
+    assert uniform == set(range(6))
+
+
 def test_train_cli_with_target_clips_logs_a_target_loss(tmp_path):
     import json as _json
 

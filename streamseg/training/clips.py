@@ -93,7 +93,8 @@ class DatasetClips:
         t = self.train_cfg
         # multi-task sampling: a share of the steps are target clips (VOS/PET prompts from the GT)
         if t.target_ratio > 0 and rng.random() < t.target_ratio:
-            batch_out.targets_sample = sample_target_prompts(clips, rng, t.max_train_targets, t.target_prompts)
+            batch_out.targets_sample = sample_target_prompts(clips, rng, t.max_train_targets, t.target_prompts,
+                                                               t.target_small_early)
         return batch_out
 
 

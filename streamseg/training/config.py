@@ -61,6 +61,9 @@ class TrainConfig:
     target_weight: float = 1.0
     max_train_targets: int = 3
     target_prompts: list[str] = field(default_factory=lambda: ["mask", "box", "point"])
+    # this share of the target clips are prompted as eval-targets' hard cases: on a frame in the
+    # clip's first half, the smallest visible objects (entering objects are slivers); 0 = off
+    target_small_early: float = 0.0
     # Held-out AP while training (`train --eval-data`): every eval_every steps and at the end, the
     # model runs online over the first eval_videos videos of eval_data; logged as "eval" records
     # and drawn in ap.png. None = no evaluation.
@@ -103,5 +106,6 @@ class TrainConfig:
         require(0 <= self.target_ratio <= 1, "target_ratio must be in [0, 1]")
         require(self.target_weight >= 0, "target_weight must be >= 0")
         require(self.max_train_targets >= 1, "max_train_targets must be >= 1")
+        require(0 <= self.target_small_early <= 1, "target_small_early must be in [0, 1]")
         require(bool(self.target_prompts) and all(k in ("mask", "box", "point") for k in self.target_prompts),
                 "target_prompts must be a non-empty list of mask, box, point")

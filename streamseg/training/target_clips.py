@@ -36,18 +36,28 @@ def prompt_from_mask(mask: np.ndarray, kind: str, rng: np.random.Generator) -> S
 
 
 def sample_target_prompts(clips: Sequence[Clip], rng: np.random.Generator, max_targets: int,
-                   kinds: Sequence[str]) -> TargetSample | None:
+                          kinds: Sequence[str], small_early: float = 0.0) -> TargetSample | None:
     """The same prompt frame and number k of prompted objects for every clip of the batch (the
-    decoder takes one query set per batch); None when some clip has no object on that frame."""
+    decoder takes one query set per batch); None when some clip has no object on that frame.
+
+    With probability ``small_early`` the sample is one of eval-targets' hard cases: the prompt
+    frame is in the first half of the clip (a long track follows) and the k smallest visible
+    objects are prompted (an object entering the view is a sliver); otherwise a uniform frame and
+    k objects at random."""
     num_frames = clips[0].num_frames
-    t0 = int(rng.integers(0, num_frames))
+    hard = small_early > 0 and rng.random() < small_early
+    t0 = int(rng.integers(0, (num_frames + 1) // 2 if hard else num_frames))
     visible = [torch.nonzero(c.present[:, t0] & c.masks[:, t0].flatten(1).any(1)).flatten() for c in clips]
     k = min(max_targets, *(len(v) for v in visible))
     if k == 0:
         return None
     prompts, masks = [], []
     for clip, vis in zip(clips, visible):
-        chosen = vis[torch.from_numpy(rng.permutation(len(vis))[:k])]
+        if hard:
+            areas = clip.masks[vis, t0].flatten(1).sum(1)
+            chosen = vis[torch.argsort(areas, stable=True)[:k]]
+        else:
+            chosen = vis[torch.from_numpy(rng.permutation(len(vis))[:k])]
         row = [prompt_from_mask(clip.masks[i, t0].numpy(), str(kinds[int(rng.integers(0, len(kinds)))]), rng)
                for i in chosen.tolist()]
         prompts.append(row)
