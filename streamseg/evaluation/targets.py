@@ -16,15 +16,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from pycocotools import mask as mask_utils
 from scipy.ndimage import distance_transform_edt
 
 from streamseg.data.frames import read_rgb
 from streamseg.data.ytvis import YtvisDataset, decode_rle
+from streamseg.evaluation.breakdown import FRAME_AREAS  # COCO's area ranges
 from streamseg.evaluation.davis import boundary_f, region_j, statistics
 from streamseg.interface import Frame, Vocabulary
 
 PROMPT_KINDS = ("mask", "box", "point")
-PROMPT_AREAS = {"small": (0, 32 ** 2), "medium": (32 ** 2, 96 ** 2), "large": (96 ** 2, float("inf"))}  # COCO
 
 
 def interior_point(mask: np.ndarray) -> tuple[float, float]:
@@ -53,8 +54,8 @@ class TargetScores:
         """J&F of the objects whose prompt mask was small / medium / large (COCO's ranges): an object
         prompted as it enters the view gives a sliver, no more telling than a point."""
         out = {}
-        for name, (lo, hi) in PROMPT_AREAS.items():
-            group = [o for o in self.objects if lo <= o.get("prompt_area", -1) < hi]
+        for name, (lo, hi) in FRAME_AREAS.items():
+            group = [o for o in self.objects if lo <= o["prompt_area"] < hi]
             jf = float(np.mean([(o["J"]["mean"] + o["F"]["mean"]) / 2 for o in group])) if group else -1.0
             out[name] = {"objects": len(group), "J&F": jf}
         return out
@@ -83,11 +84,11 @@ def evaluate_targets(segmenter, gt: YtvisDataset, image_root: str | Path, kind: 
         raise ValueError(f"prompt kind must be one of {', '.join(PROMPT_KINDS)}")
     scores = TargetScores()
     videos = gt.videos[:max_videos] if max_videos else gt.videos
+    least = max(1, min_prompt_area)
     for n, video in enumerate(videos):
         anns = [a for a in gt.annotations_of(video.id) if not a.iscrowd]
-        least = max(1, min_prompt_area)
-        first: dict[int, Any] = {a.id: next((t for t, s in enumerate(a.segmentations)
-                                             if s is not None and int(decode_rle(s).sum()) >= least), None)
+        areas = {a.id: [0 if s is None else int(mask_utils.area(s)) for s in a.segmentations] for a in anns}
+        first: dict[int, Any] = {a.id: next((t for t, px in enumerate(areas[a.id]) if px >= least), None)
                                  for a in anns}
         anns = [a for a in anns if first[a.id] is not None and first[a.id] < video.length - 1]
         state = segmenter.init_state(vocabulary)
@@ -114,10 +115,9 @@ def evaluate_targets(segmenter, gt: YtvisDataset, image_root: str | Path, kind: 
         for a in anns:
             js, fs = per_obj[a.id]
             if js:
-                prompt = a.segmentations[first[a.id]]
                 scores.objects.append({"video": video.id, "object": a.id, "J": statistics(np.array(js)),
                                        "F": statistics(np.array(fs)), "prompt_frame": first[a.id],
-                                       "prompt_area": int(decode_rle(prompt).sum()) if prompt is not None else 0})
+                                       "prompt_area": areas[a.id][first[a.id]]})
         if progress:
             progress(n + 1, len(videos))
     return scores
