@@ -95,6 +95,9 @@ def test_shipped_configs_still_load():
 @pytest.mark.parametrize("overrides, needle", [
     (["model.fpn_refine=-1"], "fpn_refine must be in [0, 8]"),
     (["model.pixel_decoder=deformable", "model.fpn_refine=1"], "fpn_refine needs pixel_decoder: fpn"),
+    (["model.mask_stride=8"], "mask_stride must be 2 or 4"),
+    (["model.backbone=resnet50", "model.mask_stride=2"], "mask_stride 2 needs pixel_decoder: fpn and backbone: mobilenet_v2"),
+    (["model.pixel_decoder=deformable", "model.mask_stride=2"], "mask_stride 2 needs pixel_decoder: fpn"),
 ])
 def test_fpn_refine_is_validated(overrides, needle):
     with pytest.raises(ConfigError, match=re.escape(needle)):

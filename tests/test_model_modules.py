@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from streamseg.errors import CheckpointError
 from streamseg.model import backbone as backbone_mod
-from streamseg.model.backbone import build_backbone
+from streamseg.model.backbone import build_backbone, build_mobilenet_v2
 from streamseg.model.classifier import OpenVocabClassifier
 from streamseg.model.deformable_attention import MSDeformAttn, ms_deform_attn_sample
 from streamseg.model.layers import CrossAttentionLayer
@@ -184,6 +184,46 @@ def test_fpn_refine_blocks_start_as_identity_then_train():
     assert refined.refine[0].body[1][1].weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="unknown pixel decoder"):
         build_pixel_decoder("unet", channels, 32, 16, 0, 4, 2, 32)
+
+
+def test_mobilenet_fine_tap_adds_the_stride2_features_and_leaves_the_rest():
+    torch.manual_seed(1)
+    plain = build_backbone("mobilenet_v2", pretrained=False).eval()
+    tapped = build_mobilenet_v2(pretrained=False, fine=True).eval()
+    tapped.load_state_dict(plain.state_dict())  # same weights, same names
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        ref, got = plain(x), tapped(x)
+        first_two = plain.stages[0][1](plain.stages[0][0](x))
+    assert len(got) == 5 and tuple(got[0].shape) == (1, tapped.fine_channels, 32, 48)
+    torch.testing.assert_close(got[0], first_two)
+    for r, g in zip(ref, got[1:]):
+        torch.testing.assert_close(g, r)
+
+
+def test_fpn_fine_branch_starts_as_upsampled_stride4_masks_then_trains():
+    """Stride-2 mask features added to a trained FPN (train --init): at first the bilinear
+    upsampling of the stride-4 features (so of the stride-4 mask logits), then the fine branch
+    gets a gradient and moves them."""
+    channels = (8, 12, 16, 24)
+    plain = build_pixel_decoder("fpn", channels, dim=32, mask_dim=16, layers=0, heads=4, points=2,
+                                ffn_dim=32, refine=1)
+    fine = build_pixel_decoder("fpn", channels, dim=32, mask_dim=16, layers=0, heads=4, points=2,
+                               ffn_dim=32, refine=1, fine_channels=6)
+    missing, unexpected = fine.load_state_dict(plain.state_dict(), strict=False)
+    assert unexpected == [] and missing and all(k.startswith("fine.") for k in missing)
+    feats = [torch.randn(2, c, 32 // s, 64 // s) for c, s in zip(channels, (1, 2, 4, 8))]
+    c1 = torch.randn(2, 6, 64, 128)
+    out = fine([c1, *feats])
+    assert tuple(out.mask_features.shape) == (2, 16, 64, 128)
+    up = F.interpolate(plain(feats).mask_features, size=(64, 128), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(out.mask_features, up)
+    out.mask_features.pow(2).mean().backward()
+    last_norm = fine.fine[1][1].weight
+    assert last_norm.grad is not None and last_norm.grad.abs().sum() > 0
+    with torch.no_grad():
+        last_norm.fill_(1.0)
+    assert (fine([c1, *feats]).mask_features - up).abs().max() > 1e-3
 
 
 # ----------------------------------------------------------------------------- masked attention

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from streamseg.config import load_config
@@ -54,10 +55,11 @@ def _frames(n: int, seed: int, size: tuple[int, int] = (64, 96)) -> list[Frame]:
     return [Frame(image=np.roll(base, 3 * t, axis=1), index=t, pts=None, t_capture_ns=0) for t in range(n)]
 
 
-def test_onnx_runs_the_convolutional_half_in_onnx_runtime_with_the_same_output() -> None:
+@pytest.mark.parametrize("extra", [[], ["model.mask_stride=2"]], ids=["stride4", "stride2"])
+def test_onnx_runs_the_convolutional_half_in_onnx_runtime_with_the_same_output(extra) -> None:
     from streamseg.predictor.onnx_features import OrtFeatures
 
-    names = ["vocabulary.names=a,b", "tracker.birth_threshold=0.0", "tracker.keep_threshold=0.0"]
+    names = ["vocabulary.names=a,b", "tracker.birth_threshold=0.0", "tracker.keep_threshold=0.0", *extra]
     torch.manual_seed(0)  # the same random weights in both
     eager = build_segmenter(load_config("tiny-test", names))
     torch.manual_seed(0)
@@ -86,7 +88,6 @@ def test_onnx_runs_the_convolutional_half_in_onnx_runtime_with_the_same_output()
 
 
 def test_onnx_refuses_what_it_cannot_combine_with_and_stays_off_the_gpu() -> None:
-    import pytest
 
     from streamseg.errors import ConfigError
 
@@ -99,7 +100,6 @@ def test_onnx_refuses_what_it_cannot_combine_with_and_stays_off_the_gpu() -> Non
 
 
 def test_onnx_graph_is_cached_by_weights_and_the_cache_is_optional(tmp_path, monkeypatch) -> None:
-    import pytest
 
     from streamseg.predictor import onnx_graphs
 
@@ -136,13 +136,12 @@ def test_onnx_graph_is_cached_by_weights_and_the_cache_is_optional(tmp_path, mon
     assert torch.equal(build(0), first)  # an unusable cache costs only the export
 
 
-def test_onnx_decoder_gives_the_same_stream_with_targets_and_falls_back_where_it_must() -> None:
-    import pytest
-
+@pytest.mark.parametrize("extra", [[], ["model.mask_stride=2"]], ids=["stride4", "stride2"])
+def test_onnx_decoder_gives_the_same_stream_with_targets_and_falls_back_where_it_must(extra) -> None:
     from streamseg.errors import ConfigError
     from streamseg.predictor.onnx_decoder import OrtDecoder
 
-    names = ["vocabulary.names=a,b", "tracker.birth_threshold=0.0", "tracker.keep_threshold=0.0"]
+    names = ["vocabulary.names=a,b", "tracker.birth_threshold=0.0", "tracker.keep_threshold=0.0", *extra]
     torch.manual_seed(3)
     eager = build_segmenter(load_config("tiny-test", names))
     torch.manual_seed(3)

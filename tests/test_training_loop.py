@@ -294,3 +294,23 @@ def test_init_loads_what_fits_and_lists_the_new_tensors(synth: Path, tmp_path: P
     assert f"initialised {total - len(dropped)}/{total} tensors" in line
     groups = {".".join(k.split(".")[:2]) for k in dropped}
     assert all(g in line.split("new: ", 1)[1] for g in groups)
+
+
+def test_stride2_mask_features_train_from_a_stride4_model(synth: Path, tmp_path: Path, capsys) -> None:
+    """`--set model.mask_stride=2 --init STRIDE4.pt`: every stride-4 tensor is reused, the fine
+    branch is new, and one step of training moves its zero-initialised last norm."""
+    first = tmp_path / "first"
+    with one_torch_thread():
+        assert cli_main(["train", "--config", TINY, "--data", str(synth), "--out", str(first), "--steps", "1",
+                         *FAST]) == 0
+    capsys.readouterr()
+    with one_torch_thread():
+        assert cli_main(["train", "--config", TINY, "--data", str(synth), "--out", str(tmp_path / "fine"),
+                         "--steps", "1", "--init", str(first / "model.pt"), "--set", "model.mask_stride=2",
+                         *FAST]) == 0
+    line = next(x for x in capsys.readouterr().err.splitlines() if "initialised" in x)
+    n = len(torch.load(first / "model.pt", weights_only=True)["state_dict"])
+    assert f"initialised {n}/{n + 6} tensors" in line and "new: pixel_decoder.fine (6)" in line
+    trained = torch.load(tmp_path / "fine" / "model.pt", weights_only=True)
+    assert trained["config"]["model"]["mask_stride"] == 2
+    assert trained["state_dict"]["pixel_decoder.fine.1.1.weight"].abs().sum() > 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,9 @@ from torchvision import models
 from torchvision.ops import misc
 
 from streamseg.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from streamseg.model.config import ModelConfig
 
 MOBILENET_WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"
 
@@ -29,19 +33,32 @@ class FrozenBatchNorm2d(misc.FrozenBatchNorm2d):
 
 
 class Backbone(nn.Module):
-    """Feature extractor: ``forward(x) -> [c2, c3, c4, c5]`` at strides 4/8/16/32; ``channels``."""
+    """Feature extractor: ``forward(x) -> [c2, c3, c4, c5]`` at strides 4/8/16/32; ``channels``.
+    With ``fine_tap`` (an index into the first stage, a Sequential) the output of that module is
+    tapped too and comes first: ``[c1, c2, c3, c4, c5]``, c1 at stride 2 with ``fine_channels``.
+    The tap only reads an intermediate result, so the weights and their names are unchanged."""
 
     channels: tuple[int, int, int, int]
 
-    def __init__(self, stages: list[nn.Module], channels: tuple[int, int, int, int]) -> None:
+    def __init__(self, stages: list[nn.Module], channels: tuple[int, int, int, int],
+                 fine_tap: int | None = None, fine_channels: int = 0) -> None:
         super().__init__()
         self.stages = nn.ModuleList(stages)
         self.channels = channels
+        self.fine_tap = fine_tap
+        self.fine_channels = fine_channels
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats = []
-        for stage in self.stages:
-            x = stage(x)
+        for i, stage in enumerate(self.stages):
+            if i == 0 and self.fine_tap is not None:
+                assert isinstance(stage, nn.Sequential)
+                for j, module in enumerate(stage):
+                    x = module(x)
+                    if j == self.fine_tap:
+                        feats.append(x)
+            else:
+                x = stage(x)
             feats.append(x)
         return feats
 
@@ -82,16 +99,17 @@ def mobilenet_v2_weights_path() -> Path:
     return path
 
 
-def build_mobilenet_v2(pretrained: bool) -> Backbone:
+def build_mobilenet_v2(pretrained: bool, fine: bool = False) -> Backbone:
     """MobileNetV2 ``features`` split after blocks 3/6/13/17 (24/32/96/320 channels); the final
-    1x1 conv to 1280 channels (block 18) is dropped: nothing downstream needs it."""
+    1x1 conv to 1280 channels (block 18) is dropped: nothing downstream needs it. ``fine`` taps
+    block 1 (stride 2, 16 channels) for stride-2 mask features."""
     net = models.mobilenet_v2(weights=None, norm_layer=FrozenBatchNorm2d)
     if pretrained:
         state = torch.load(mobilenet_v2_weights_path(), map_location="cpu", weights_only=True)
         net.load_state_dict(state)
     f = net.features
     stages = [f[0:4], f[4:7], f[7:14], f[14:18]]
-    return Backbone(stages, (24, 32, 96, 320))
+    return Backbone(stages, (24, 32, 96, 320), fine_tap=1 if fine else None, fine_channels=16)
 
 
 def build_resnet50(pretrained: bool) -> Backbone:
@@ -110,7 +128,7 @@ def build_resnet50(pretrained: bool) -> Backbone:
     return Backbone(stages, (256, 512, 1024, 2048))
 
 
-def build_backbone(name: str, pretrained: bool, cfg: object | None = None) -> nn.Module:
+def build_backbone(name: str, pretrained: bool, cfg: ModelConfig | None = None) -> nn.Module:
     """``cfg`` (a ModelConfig) carries the Swin sizes; Swin has no pretrained download (import
     published weights with ``streamseg weights import``)."""
     if name == "swin":
@@ -122,7 +140,7 @@ def build_backbone(name: str, pretrained: bool, cfg: object | None = None) -> nn
         return SwinBackbone(cfg.swin_embed_dim, cfg.swin_depths, cfg.swin_heads,  # type: ignore[union-attr]
                             cfg.swin_window)  # type: ignore[union-attr]
     if name == "mobilenet_v2":
-        return build_mobilenet_v2(pretrained)
+        return build_mobilenet_v2(pretrained, fine=cfg is not None and cfg.mask_stride == 2)
     if name == "resnet50":
         return build_resnet50(pretrained)
     raise ValueError(f"unknown backbone {name!r}")

@@ -1,7 +1,8 @@
 """Pixel decoders: backbone features -> three transformer memory levels + stride-4 mask features.
 
 Both variants return ``PixelFeatures``: ``levels`` ordered low -> high resolution (strides 32, 16,
-8), each (B, C, h, w) with C = hidden_dim, and ``mask_features`` (B, mask_dim, H/4, W/4).
+8), each (B, C, h, w) with C = hidden_dim, and ``mask_features`` (B, mask_dim, H/4, W/4), or
+(B, mask_dim, H/2, W/2) for the FPN with a fine branch (``model.mask_stride: 2``).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from streamseg.model.position_encoding import sine_position_encoding
 @dataclass
 class PixelFeatures:
     levels: list[torch.Tensor]  # strides 32, 16, 8 (low -> high resolution)
-    mask_features: torch.Tensor  # stride 4
+    mask_features: torch.Tensor  # stride 4 (2 with the FPN's fine branch)
 
 
 class Pointwise(nn.Conv2d):
@@ -128,6 +129,9 @@ class RefineBlock(nn.Module):
         return F.relu(x + self.body(x))
 
 
+FINE_DIM = 32  # channels of the fine branch's 3x3 conv on c1 (16 channels in MobileNetV2)
+
+
 class FPNPixelDecoder(nn.Module):
     """Light top-down FPN for the CPU config: 1x1 laterals, nearest upsampling, depthwise-separable
     3x3 smoothing at strides 16 and 8. The stride-4 step is lateral + upsample + add + ReLU,
@@ -136,8 +140,16 @@ class FPNPixelDecoder(nn.Module):
     layout): mixing layouts costs a transposing copy per op."""
 
     def __init__(self, in_channels: tuple[int, int, int, int], dim: int, mask_dim: int,
-                 refine: int = 0) -> None:
+                 refine: int = 0, fine_channels: int = 0) -> None:
         super().__init__()
+        # stride-2 mask features: the stride-4 ones upsampled bilinearly plus a small branch
+        # from the backbone's stride-2 features (c1, first in ``feats``). Its last norm starts at
+        # zero, so a trained stride-4 model keeps its masks (upsampled) until the branch trains.
+        self.fine = None
+        if fine_channels:
+            last = _conv_gn(FINE_DIM, mask_dim, 1)
+            nn.init.zeros_(last[1].weight)
+            self.fine = nn.Sequential(_conv_gn(fine_channels, FINE_DIM, 3, act=True), last)
         self.lateral = nn.ModuleList(_conv_gn(c, dim, 1) for c in in_channels[1:])  # c3..c5
         self.smooth = nn.ModuleList(
             nn.Sequential(_conv_gn(dim, dim, 3, groups=dim), _conv_gn(dim, dim, 1, act=True))
@@ -148,6 +160,7 @@ class FPNPixelDecoder(nn.Module):
 
     def forward(self, feats: list[torch.Tensor]) -> PixelFeatures:
         feats = [f.contiguous(memory_format=torch.channels_last) for f in feats]
+        c1 = feats.pop(0) if self.fine is not None else None
         c2 = feats[0]
         lats = [lat(f) for lat, f in zip(self.lateral, feats[1:])]  # strides 8, 16, 32
         y = lats[2]
@@ -157,15 +170,21 @@ class FPNPixelDecoder(nn.Module):
             y = self.smooth[i](y)
             outs.append(y)
         y4 = self.refine(F.relu(self.lateral4(c2) + F.interpolate(y, size=c2.shape[-2:], mode="nearest")))
-        return PixelFeatures(levels=outs, mask_features=self.mask_proj(y4))
+        mask_features = self.mask_proj(y4)
+        if self.fine is not None:
+            assert c1 is not None
+            mask_features = self.fine(c1) + F.interpolate(mask_features, size=c1.shape[-2:], mode="bilinear",
+                                                          align_corners=False)
+        return PixelFeatures(levels=outs, mask_features=mask_features)
 
 
 def build_pixel_decoder(kind: str, in_channels: tuple[int, int, int, int], dim: int, mask_dim: int,
                         layers: int, heads: int, points: int, ffn_dim: int,
-                        dropout: float = 0.0, mask2former: bool = False, refine: int = 0) -> nn.Module:
+                        dropout: float = 0.0, mask2former: bool = False, refine: int = 0,
+                        fine_channels: int = 0) -> nn.Module:
     if kind == "deformable":
         return DeformablePixelDecoder(in_channels, dim, mask_dim, layers, heads, points, ffn_dim,
                                       dropout, mask2former)
     if kind == "fpn":
-        return FPNPixelDecoder(in_channels, dim, mask_dim, refine)
+        return FPNPixelDecoder(in_channels, dim, mask_dim, refine, fine_channels)
     raise ValueError(f"unknown pixel decoder {kind!r}")
