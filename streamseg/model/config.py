@@ -34,8 +34,8 @@ class ModelConfig:
     fpn_refine: int = 0
     # fpn + mobilenet_v2 only: 2 = mask features at stride 2 (the stride-4 ones upsampled plus a
     # small branch from the backbone's stride-2 features). Small objects are a few stride-4 cells:
-    # thresholded bilinear stride-4 masks reach IoU 0.87 on the benchmark's small object-frames at
-    # best, stride 2 0.95 (streamseg/weights/README.md).
+    # the ground truth itself, pooled to stride 4 and upsampled back, keeps IoU 0.87 on the
+    # benchmark's small object-frames, at stride 2 0.95; trained, it did not gain (weights README).
     mask_stride: int = 4
     enc_layers: int = 6
     enc_heads: int = 8
