@@ -35,8 +35,8 @@ class FrozenBatchNorm2d(misc.FrozenBatchNorm2d):
 class Backbone(nn.Module):
     """Feature extractor: ``forward(x) -> [c2, c3, c4, c5]`` at strides 4/8/16/32; ``channels``.
     With ``fine_tap`` (an index into the first stage, a Sequential) the output of that module is
-    tapped too and comes first: ``[c1, c2, c3, c4, c5]``, c1 at stride 2 with ``fine_channels``.
-    The tap only reads an intermediate result, so the weights and their names are unchanged."""
+    tapped too and comes first: ``[c1, c2, c3, c4, c5]``, c1 at stride 2 with ``fine_channels``
+    (0 without a tap). The tap only reads an intermediate result, so the weights and their names are unchanged."""
 
     channels: tuple[int, int, int, int]
 
@@ -109,7 +109,9 @@ def build_mobilenet_v2(pretrained: bool, fine: bool = False) -> Backbone:
         net.load_state_dict(state)
     f = net.features
     stages = [f[0:4], f[4:7], f[7:14], f[14:18]]
-    return Backbone(stages, (24, 32, 96, 320), fine_tap=1 if fine else None, fine_channels=16)
+    if fine:
+        return Backbone(stages, (24, 32, 96, 320), fine_tap=1, fine_channels=16)
+    return Backbone(stages, (24, 32, 96, 320))
 
 
 def build_resnet50(pretrained: bool) -> Backbone:
@@ -129,8 +131,9 @@ def build_resnet50(pretrained: bool) -> Backbone:
 
 
 def build_backbone(name: str, pretrained: bool, cfg: ModelConfig | None = None) -> nn.Module:
-    """``cfg`` (a ModelConfig) carries the Swin sizes; Swin has no pretrained download (import
-    published weights with ``streamseg weights import``)."""
+    """``cfg`` carries the Swin sizes and ``mask_stride`` (2 = MobileNetV2 taps its stride-2
+    features); Swin has no pretrained download (import published weights with ``streamseg weights
+    import``)."""
     if name == "swin":
         from streamseg.model.swin import SwinBackbone
 

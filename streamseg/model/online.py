@@ -112,8 +112,7 @@ class OnlineVIS(nn.Module):
             cfg.pixel_decoder, self.backbone.channels, dim, mask_dim, cfg.enc_layers, cfg.enc_heads,
             cfg.enc_points, cfg.enc_ffn_dim, cfg.dropout, mask2former=cfg.layout == "mask2former",
             refine=cfg.fpn_refine,
-            fine_channels=self.backbone.fine_channels
-            if isinstance(self.backbone, Backbone) and cfg.mask_stride == 2 else 0)
+            fine_channels=self.backbone.fine_channels if isinstance(self.backbone, Backbone) else 0)
         self.tcm = (TaxonomyCompilation(cfg.text_dim, dim, cfg.adapter_dim, cfg.nheads, cfg.ffn_dim,
                                         cfg.taxonomy_size, cfg.dropout) if cfg.taxonomy else None)
         self.memory_reader = MemoryReader(dim, cfg.nheads, self.memory_length, cfg.dropout)
