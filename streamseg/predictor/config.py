@@ -26,6 +26,11 @@ class PostprocessConfig:
     # touches, the target shows nothing that frame (it left the view or is hidden) and is picked
     # up again where it was last seen. -1 = off (every piece, wherever it is).
     target_continuity: int = -1
+    # A target whose own mask is empty shows, under its ID, the class track it was following (the
+    # shown track its mask last coincided with, IoU >= 0.3), or when that one is gone the shown
+    # class track overlapping its last mask most (predictor/target_fallback.py). Needs a vocabulary
+    # holding the object's class; with an empty one it does nothing.
+    target_fallback: bool = False
     # The same rule for class tracks: a track whose mask no longer touches its last shown mask
     # (grown by this many cells) shows nothing (its query jumped to an object some other track
     # usually holds) until it is back where it was last seen. -1 = off.

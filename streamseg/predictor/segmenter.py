@@ -38,6 +38,7 @@ from streamseg.predictor.postprocess import (
     mask2former_scores,
     paste_mask,
 )
+from streamseg.predictor.target_fallback import borrowed_track, linked_track
 from streamseg.predictor.targets import TargetBook, TargetInfo, make_prompt
 from streamseg.tracking.lifecycle import FREE, SlotTracks, TrackLifecycle
 from streamseg.tracking.match import EmbeddingMatcher, MatchTracks
@@ -156,26 +157,47 @@ class OnlineSegmenter:
             raise ConfigError(f"vocabulary {vocab.names[:3]}... has no text embeddings: build it with a text encoder")
         return torch.from_numpy(np.ascontiguousarray(vocab.embeddings, dtype=np.float32)).to(self.device)
 
-    def _target_instances(self, state: SegmenterState, out: StepOutput, height: int, width: int) -> list[Instance]:
+    def _target_instances(self, state: SegmenterState, out: StepOutput, height: int, width: int,
+                          shown_logits: dict[int, torch.Tensor]) -> list[Instance]:
         """Each live target's mask this frame (score = mask quality); an empty mask publishes
-        nothing this frame but the target stays (no death threshold)."""
+        nothing this frame but the target stays (no death threshold), unless
+        ``postprocess.target_fallback`` lends it the class track it was following."""
         if out.target_slots is None or out.target_masks is None:
             return []
+        thr = self._mask_logit_thr
+        pp = self.config.postprocess
         by_slot = state.targets.by_slot()
+        shown = ({tid: (lg >= thr).cpu().numpy() for tid, lg in shown_logits.items()}
+                 if pp.target_fallback else {})
         found = []
         for i, slot in enumerate(out.target_slots.tolist()):
             info = by_slot.get(int(slot))
             if info is None:
                 continue
-            logits, info.reference = continuous_pieces(out.target_masks[0, i].float(), self._mask_logit_thr,
-                                                       info.reference, self.config.postprocess.target_continuity)
-            fg = logits >= self._mask_logit_thr
+            if info.prompt is not None:  # its first frame: the prompt says where the object is
+                if pp.target_fallback and info.reference is None:
+                    info.reference = info.prompt.cells(height, width, *out.target_masks.shape[-2:])
+                info.prompt = None
+            logits, info.reference = continuous_pieces(out.target_masks[0, i].float(), thr,
+                                                       info.reference, pp.target_continuity)
+            fg = logits >= thr
+            if pp.target_fallback:
+                own = fg.cpu().numpy()
+                if own.any():
+                    info.link = linked_track(own, shown, info.link)
+                else:
+                    taken = {t.link for t in by_slot.values() if t is not info and t.link is not None}
+                    info.link = borrowed_track(info.link, info.reference, shown, taken)
+                    if info.link is not None and info.link in shown:
+                        logits = shown_logits[info.link].float()
+                        fg = logits >= thr
+                        info.reference = shown[info.link]  # picked up again where the object now is
             area = int(fg.sum())
             if area == 0:
                 continue
             # every piece: prompted objects are often split by an occluder (J&F 0.432 with all
             # pieces, 0.426 with the largest only, held out)
-            pasted = paste_mask(logits, height, width, self._mask_logit_thr)
+            pasted = paste_mask(logits, height, width, thr)
             if pasted is None:
                 continue
             quality = float((logits.sigmoid() * fg).sum() / area)
@@ -206,7 +228,7 @@ class OnlineSegmenter:
         prompt = make_prompt(points, box, mask, size)
         track_id = state.tracks.next_id
         state.tracks.next_id += 1
-        info = TargetInfo(track_id=track_id, name=name, kind=prompt.kind)
+        info = TargetInfo(track_id=track_id, name=name, kind=prompt.kind, prompt=prompt)
         book.targets[track_id] = info
         if frame is None:
             book.pending.append((track_id, prompt))
@@ -286,6 +308,7 @@ class OnlineSegmenter:
             alive = set(state.tracks.track_id.tolist())
             for tid in [t for t in state.track_refs if t not in alive]:
                 del state.track_refs[tid]
+        shown_logits: dict[int, torch.Tensor] = {}  # class tracks shown, for the targets' fallback
         for slot in slots:
             logits = mask_logits[slot]
             if grow >= 0:
@@ -298,10 +321,11 @@ class OnlineSegmenter:
             if pasted is None:
                 continue  # vanished in the upsampling (or hidden by track_continuity): nothing to publish
             crop, mask_box = pasted
+            shown_logits[int(track_id[slot])] = logits
             instances.append(Instance(
                 track_id=int(track_id[slot]), class_id=int(cls[slot]), label=names[int(cls[slot])],
                 score=float(track_score[slot]), box_xyxy=box_xyxy(mask_box), crop=crop, mask_box=mask_box))
-        instances.extend(self._target_instances(state, out, height, width))
+        instances.extend(self._target_instances(state, out, height, width, shown_logits))
         t3 = time.perf_counter()
         timings["tracker"] = (t2 - t1) * 1e3
         timings["postprocess"] = ((t1 - t0) + (t3 - t2)) * 1e3

@@ -23,9 +23,12 @@ class TargetInfo:
     name: str
     kind: str  # mask | box | point
     slot: int | None = None  # model target slot; None while pending (before its first frame)
+    prompt: SourcePrompt | None = None  # kept until its first frame is shown (postprocess.target_fallback)
     added_frame: int | None = None  # the segmenter frame count at which it took effect
     # its last shown mask at the network's mask resolution (postprocess.target_continuity)
     reference: np.ndarray | None = None
+    # the class track it coincides with (postprocess.target_fallback), by track ID
+    link: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"track_id": self.track_id, "name": self.name, "kind": self.kind,
@@ -54,6 +57,27 @@ class SourcePrompt:
         pts = np.asarray(self.points, dtype=np.float32).reshape(-1, 2)
         scaled = np.stack([(pts[:, 0] + 0.5) * sx - 0.5, (pts[:, 1] + 0.5) * sy - 0.5], 1)
         return TargetPrompt("point", points=torch.from_numpy(scaled))
+
+    def cells(self, height: int, width: int, mask_h: int, mask_w: int) -> np.ndarray:
+        """The (mask_h, mask_w) cells of the mask grid over the (height, width) frame that the
+        prompt touches: any pixel of the mask, any part of the box, the cell of each point."""
+        sy, sx = mask_h / height, mask_w / width
+        out = np.zeros((mask_h, mask_w), dtype=bool)
+        if self.kind == "mask":
+            assert self.mask is not None
+            ys, xs = np.nonzero(self.mask)
+            out[np.minimum((ys * sy).astype(int), mask_h - 1), np.minimum((xs * sx).astype(int), mask_w - 1)] = True
+        elif self.kind == "box":
+            assert self.box is not None
+            x0, y0, x1, y1 = self.box
+            r0, r1 = int(np.clip(y0 * sy, 0, mask_h - 1)), int(np.clip(np.ceil(y1 * sy), 1, mask_h))
+            c0, c1 = int(np.clip(x0 * sx, 0, mask_w - 1)), int(np.clip(np.ceil(x1 * sx), 1, mask_w))
+            out[r0:max(r1, r0 + 1), c0:max(c1, c0 + 1)] = True
+        else:
+            assert self.points is not None
+            for x, y in np.asarray(self.points, dtype=np.float64).reshape(-1, 2):
+                out[min(int(y * sy), mask_h - 1), min(int(x * sx), mask_w - 1)] = True
+        return out
 
 
 @dataclass
