@@ -30,3 +30,26 @@ def test_bench_model_json_report(tmp_path, capsys):
 def test_bench_model_rejects_bad_sizes(capsys):
     assert main(["bench", "model", "--config", str(TINY_CONFIG), "--sizes", "640by360"]) == 2
     assert "--sizes: '640by360' is not WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+def test_bench_model_targets_pairs_rounds(tmp_path, capsys, monkeypatch):
+    """--targets: every count gets the same frames in each interleaved round; each count's cost
+    against the first is one figure per round and their median (a wide range shows the noise)."""
+    import streamseg.bench.model as bench_model
+
+    monkeypatch.setattr(bench_model, "TARGET_FRAMES_PER_ROUND", 2)  # the tiny model, few frames
+    save_vocabulary(tmp_path / "v.pt", random_vocabulary())
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(TINY_CONFIG.read_text() + "\nvocabulary:\n  file: v.pt\n")
+    code = main(["bench", "model", "--config", str(cfg), "--frames", "2", "--sizes", "96x64",
+                 "--targets", "0,2", "--json", "--untrained"])
+    assert code == 0
+    t = json.loads(capsys.readouterr().out)["targets"]
+    assert t["rounds"] == bench_model.TARGET_ROUNDS and t["base"] == 0
+    zero, two = t["counts"]["0"], t["counts"]["2"]
+    assert zero["frames"] == two["frames"] == bench_model.TARGET_ROUNDS * 2  # raised from --frames 2
+    assert "fps_cost_pct_median" not in zero
+    costs = two["fps_cost_pct_by_round"]
+    assert len(costs) == bench_model.TARGET_ROUNDS
+    assert min(costs) <= two["fps_cost_pct_median"] <= max(costs)
+    assert all(-1000 < c < 100 for c in costs)  # 100 * (1 - fps_2 / fps_0) per round: below 100 %

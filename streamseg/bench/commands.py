@@ -39,7 +39,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    "combine with +, e.g. none,int8,int8+compile): interleaved, ratio to the first")
     p.add_argument("--targets", default=None, metavar="N1,N2,...",
                    help="also measure with N prompted targets per stream (e.g. 0,1,3), each count run "
-                   "interleaved with the others in rounds on the first size")
+                   "interleaved with the others in 5 rounds on the first size (at least 40 frames per count "
+                   "and round, more with --frames); the fps cost of each count against the first is the "
+                   "median of the rounds, with their range")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_model)
 

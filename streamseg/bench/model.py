@@ -19,6 +19,8 @@ from typing import Any
 
 COMPONENTS = ("preprocess", "backbone", "pixel_decoder", "tcm", "decoder", "tracker", "postprocess")
 _PRERENDER = 30  # distinct frames per size (rendering is not what is measured)
+TARGET_ROUNDS = 5  # interleaved rounds of --targets (each count's cost is paired within a round)
+TARGET_FRAMES_PER_ROUND = 40  # frames per count and round, at least
 _WARMUP = 3
 
 
@@ -115,14 +117,17 @@ def _parse_counts(text: str) -> list[int]:
 
 
 def _measure_targets(seg, vocab, size: tuple[int, int], counts: list[int], n: int,
-                     rounds: int = 3) -> dict[str, Any]:
+                     rounds: int = TARGET_ROUNDS) -> dict[str, Any]:
     """Frame rate with N targets beside the vocabulary: one stream per count, stepped in
-    interleaved rounds (so a load change on a shared machine hits every count alike)."""
+    interleaved rounds (so a load change on a shared machine hits every count alike), at least
+    TARGET_FRAMES_PER_ROUND frames per count per round: a few percent of cost is lost in the noise
+    of short rounds. The cost of each count is paired round by round with the first count and
+    given as the median of those rounds with its range, so a noisy run shows as a wide range."""
     width, height = size
+    n = max(n, rounds * TARGET_FRAMES_PER_ROUND)
     frames = _frames(width, height, min(n, _PRERENDER))
     seg.targets_trained = True  # a speed figure: untrained target weights cost the same
     states: dict[int, Any] = {}
-    per: dict[int, list[float]] = {}
     for c in counts:
         state = seg.init_state(vocab)
         for k in range(c):  # boxes spread over the frame (the prompt kind does not change the cost)
@@ -132,12 +137,21 @@ def _measure_targets(seg, vocab, size: tuple[int, int], counts: list[int], n: in
             seg.step(state, frames[i % len(frames)])
         states[c] = state
     per, _ = _interleaved({c: (seg, states[c]) for c in counts}, frames, n, rounds)
+    per_round = n // rounds
+    round_median = {c: [statistics.median(per[c][r * per_round:(r + 1) * per_round]) for r in range(rounds)]
+                    for c in counts}
     out = {}
+    base = counts[0]
     for c in counts:
         med = statistics.median(per[c])
-        out[str(c)] = {"frames": len(per[c]), "ms_median": round(med * 1e3, 2),
-                       "fps_median": round(1.0 / med, 2), "fps_mean": round(len(per[c]) / sum(per[c]), 2)}
-    return {"size": f"{width}x{height}", "counts": out}
+        entry: dict[str, Any] = {"frames": len(per[c]), "ms_median": round(med * 1e3, 2),
+                                 "fps_median": round(1.0 / med, 2), "fps_mean": round(len(per[c]) / sum(per[c]), 2)}
+        if c != base:  # fps cost against the first count, paired within each round
+            costs = [100.0 * (1.0 - b / t) for t, b in zip(round_median[c], round_median[base])]
+            entry["fps_cost_pct_by_round"] = [round(x, 2) for x in costs]
+            entry["fps_cost_pct_median"] = round(statistics.median(costs), 2)
+        out[str(c)] = entry
+    return {"size": f"{width}x{height}", "rounds": rounds, "base": base, "counts": out}
 
 
 def _interleaved(runs: dict[Any, tuple[Any, Any]], frames: list, n: int,
@@ -335,10 +349,11 @@ def _print(r: dict[str, Any]) -> None:
           + (f", CUDA peak {mem['cuda_peak_mb']} MB" if "cuda_peak_mb" in mem else ""))
     if "targets" in r:
         t = r["targets"]
-        base = t["counts"].get("0")
-        print(f"targets at {t['size']} (segmenter.step, interleaved rounds): " + "; ".join(
+        print(f"targets at {t['size']} (segmenter.step, {t['rounds']} interleaved rounds; fps cost against "
+              f"{t['base']} targets: median of the rounds [lowest, highest]): " + "; ".join(
             f"{c}: {m['fps_median']} fps ({m['ms_median']} ms median"
-            + (f", {100 * (1 - m['fps_median'] / base['fps_median']):+.1f} % fps cost" if base and c != "0" else "")
+            + (f", {m['fps_cost_pct_median']:+.1f} % [{min(m['fps_cost_pct_by_round']):+.1f}, "
+               f"{max(m['fps_cost_pct_by_round']):+.1f}]" if "fps_cost_pct_median" in m else "")
             + ")" for c, m in t["counts"].items()))
     if "speedups" in r:
         sp = r["speedups"]
