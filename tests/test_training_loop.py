@@ -103,6 +103,10 @@ def test_train_writes_checkpoints_and_resume_replays_exactly(synth: Path, tmp_pa
     log = _log(resumed / "train_log.jsonl")
     assert [r["step"] for r in log if "event" not in r] == [3, 4]  # continued from step 2
     assert log[-1]["event"] == "end" and log[-1]["rank_steps"] == [2]
+    # CPU seconds of the process, from this run's start: they grow step to step and the end holds
+    # them all (a recipe's CPU-minutes are the end records' sum over its resumed runs)
+    cpu = [r["cpu_s"] for r in log]
+    assert cpu == sorted(cpu) and 0 < cpu[0] and cpu[-1] > 0
 
     a, b = load_checkpoint(full / "model.pt"), load_checkpoint(resumed / "model.pt")
     assert "train_state" not in a  # the deployable model carries no optimiser state

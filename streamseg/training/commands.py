@@ -13,7 +13,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="train the model on YouTube-VIS-format datasets (single process, or DDP under torchrun)",
         description="Train OnlineVIS on one or more YouTube-VIS-format datasets, jointly over their "
         "unified taxonomy. Writes OUT/model.pt (final weights), OUT/last.pt and OUT/step_*.pt (with "
-        "optimizer state, for --resume) and the JSON-lines log. For several processes run "
+        "optimizer state, for --resume) and the JSON-lines log (losses, steps/s, wall and CPU seconds of the run). For several processes run "
         "`torchrun --nproc_per_node N -m streamseg train ...` (gloo on CPU, NCCL on GPUs).",
     )
     p.add_argument("--config", required=True, metavar="YAML", help="config file (model + train sections)")
@@ -76,7 +76,8 @@ def _train(args: argparse.Namespace) -> int:
     if result is not None:
         first = f"{result.first_loss:.4f}" if result.first_loss is not None else "-"
         last = f"{result.last_loss:.4f}" if result.last_loss is not None else "-"
-        print(f"trained {result.step} steps in {result.seconds:.1f} s; loss {first} -> {last}; "
+        print(f"trained {result.step} steps in {result.seconds:.1f} s ({result.cpu_seconds / 60:.1f} CPU-minutes); "
+              f"loss {first} -> {last}; "
               f"model {result.checkpoint}; log {result.log}", file=sys.stderr)
         if not result.ranks_in_sync:
             print("streamseg: error: the DDP ranks ended with different weights", file=sys.stderr)

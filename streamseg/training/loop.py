@@ -65,6 +65,7 @@ class TrainResult:
     first_loss: float | None
     last_loss: float | None
     ranks_in_sync: bool = True  # every DDP rank ended with bitwise identical weights
+    cpu_seconds: float = 0.0  # this process's CPU time over the run (its threads summed)
 
 
 def criterion_from_config(cfg: Any) -> VideoCriterion:
@@ -202,6 +203,9 @@ class Trainer:
         window: list[dict[str, float]] = []
         t_start = time.perf_counter()
         t_last = t_start
+        # CPU seconds of this process (all its threads): a recipe's cost in CPU-minutes, read off
+        # the log whatever else shared the cores (wall time stretches under contention)
+        cpu_start = time.process_time()
         with StopRequest() as stop:
             try:
                 while self.step < total_steps:
@@ -218,7 +222,8 @@ class Trainer:
                         record = {"step": self.step, "lr": max(g["lr"] for g in self.optimizer.param_groups),
                                   **{k: round(v, 6) for k, v in mean.items()},
                                   "steps_per_s": round(len(window) / max(now - t_last, 1e-9), 4),
-                                  "elapsed_s": round(now - t_start, 2)}
+                                  "elapsed_s": round(now - t_start, 2),
+                                  "cpu_s": round(time.process_time() - cpu_start, 2)}
                         window, t_last = [], now
                         if first_loss is None:
                             first_loss = mean["total"]
@@ -244,7 +249,7 @@ class Trainer:
         self.save(final, with_state=False)
         self._evaluate(log_path, time.perf_counter() - t_start)
         seconds = time.perf_counter() - t_start
-        summary = self._end_summary(start_step, seconds)
+        summary = {**self._end_summary(start_step, seconds), "cpu_s": round(time.process_time() - cpu_start, 2)}
         if self.info.is_main:
             with open(log_path, "a") as fh:
                 fh.write(json.dumps(summary) + "\n")
@@ -252,7 +257,7 @@ class Trainer:
 
             plot_run(log_path, self.out, LOSS_KEYS)
         return TrainResult(self.step, final, log_path, seconds, first_loss, last_loss,
-                           bool(summary["ranks_in_sync"]))
+                           bool(summary["ranks_in_sync"]), float(summary["cpu_s"]))
 
     def _evaluate(self, log_path: Path, elapsed: float) -> None:
         """Held-out AP of the model as it is now, as one "eval" log record (rank 0; the other
