@@ -1,4 +1,4 @@
-"""``streamseg weights import SRC -o OUT.pt`` and ``streamseg weights export CKPT -o OUT.pt``."""
+"""``streamseg weights import SRC -o OUT.pt``, ``weights export CKPT -o OUT.pt`` and ``weights average``."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ from streamseg.weights_import.class_names import DATASETS
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    w = sub.add_parser("weights", help="import published Mask2Former weights; export a training checkpoint")
+    w = sub.add_parser("weights", help="import published Mask2Former weights; export or average training checkpoints")
     which = w.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
     p = which.add_parser(
         "import", help="convert a transformers folder or a detectron2 .pkl/.pth into a streamseg checkpoint",
@@ -37,6 +37,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     e.add_argument("checkpoint", metavar="CKPT")
     e.add_argument("-o", "--output", required=True, metavar="OUT.pt")
     e.set_defaults(func=_export)
+    a = which.add_parser(
+        "average", help="the mean of checkpoints of one model (successive fine-tunes: a model soup)",
+        description="Writes the element-wise mean of the weights of CKPT... (at least two, all of one "
+        "model: the same tensors, shapes and vocabulary; integer counters and the config come from "
+        "the first), without resume state. Checkpoints along one training path average into a model "
+        "that scores about as well as their best or better; unrelated runs do not.")
+    a.add_argument("checkpoints", nargs="+", metavar="CKPT")
+    a.add_argument("-o", "--output", required=True, metavar="OUT.pt")
+    a.set_defaults(func=_average)
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -52,6 +61,14 @@ def _import(args: argparse.Namespace) -> int:
     print(f"wrote {r.path}: {backbone}, {len(r.names)} classes, {r.config.num_queries} queries, "
           f"{r.config.dec_layers} decoder layers, {size:.1f} MiB in {r.seconds:.1f} s; "
           f"new (initialised) tensors: {len(r.new_keys)}")
+    return 0
+
+
+def _average(args: argparse.Namespace) -> int:
+    from streamseg.predictor.checkpoint_average import average_checkpoints
+
+    n = average_checkpoints(args.checkpoints, args.output)
+    print(f"wrote {args.output}: the mean of {len(args.checkpoints)} checkpoints ({n} tensors averaged)")
     return 0
 
 
