@@ -7,10 +7,16 @@ from streamseg.cli import main
 from streamseg.vocab.files import save_vocabulary
 
 
-def test_bench_model_json_report(tmp_path, capsys):
+def _tiny_with_vocabulary(tmp_path):
+    """The tiny config with a vocabulary file of the scene's classes beside it."""
     save_vocabulary(tmp_path / "v.pt", random_vocabulary())
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(TINY_CONFIG.read_text() + "\nvocabulary:\n  file: v.pt\n")
+    return cfg
+
+
+def test_bench_model_json_report(tmp_path, capsys):
+    cfg = _tiny_with_vocabulary(tmp_path)
     code = main(["bench", "model", "--config", str(cfg), "--frames", "2", "--sizes", "96x64",
                  "--soak", "3", "--json", "--untrained"])
     assert code == 0
@@ -38,9 +44,7 @@ def test_bench_model_targets_pairs_rounds(tmp_path, capsys, monkeypatch):
     import streamseg.bench.model as bench_model
 
     monkeypatch.setattr(bench_model, "TARGET_FRAMES_PER_ROUND", 2)  # the tiny model, few frames
-    save_vocabulary(tmp_path / "v.pt", random_vocabulary())
-    cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(TINY_CONFIG.read_text() + "\nvocabulary:\n  file: v.pt\n")
+    cfg = _tiny_with_vocabulary(tmp_path)
     code = main(["bench", "model", "--config", str(cfg), "--frames", "2", "--sizes", "96x64",
                  "--targets", "0,2", "--json", "--untrained"])
     assert code == 0
