@@ -137,7 +137,7 @@ def _measure_targets(seg, vocab, size: tuple[int, int], counts: list[int], n: in
             seg.step(state, frames[i % len(frames)])
         states[c] = state
     per, _ = _interleaved({c: (seg, states[c]) for c in counts}, frames, n, rounds)
-    per_round = n // rounds
+    per_round = len(per[counts[0]]) // rounds  # _interleaved steps each count alike, round after round
     round_median = {c: [statistics.median(per[c][r * per_round:(r + 1) * per_round]) for r in range(rounds)]
                     for c in counts}
     out = {}

@@ -55,8 +55,13 @@ def export_for_inference(src: str | Path, dst: str | Path) -> list[str]:
     returns the keys left out. Picking a mid-run checkpoint to ship or share needs nothing else."""
     data = load_checkpoint(src)
     dropped = [k for k in _TRAINING_ONLY if k in data]
-    save_atomic({k: v for k, v in data.items() if k not in _TRAINING_ONLY}, dst)
+    save_atomic(inference_part(data), dst)
     return dropped
+
+
+def inference_part(data: dict[str, Any]) -> dict[str, Any]:
+    """A loaded checkpoint without what only `train --resume` reads (a shallow copy)."""
+    return {k: v for k, v in data.items() if k not in _TRAINING_ONLY}
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from streamseg.errors import CheckpointError
-from streamseg.predictor.checkpoint import _TRAINING_ONLY, load_checkpoint
+from streamseg.predictor.checkpoint import inference_part, load_checkpoint
 from streamseg.torch_files import save_atomic
 
 
@@ -48,8 +48,7 @@ def average_checkpoints(sources: list[str | Path], dst: str | Path) -> int:
             averaged += 1
         else:
             state[key] = value.clone()
-    out = {k: v for k, v in first.items() if k not in _TRAINING_ONLY}
-    out["state_dict"] = state
+    out = {**inference_part(first), "state_dict": state}
     save_atomic(out, dst)
     return averaged
 
