@@ -86,6 +86,9 @@ class ModelConfig:
     # Targets (TarViS): prompted objects decoded as extra queries beside the class queries.
     max_targets: int = 8  # target slots per stream (fixed, so the state stays bounded)
     target_layers: int = 2  # attention layers refining a prompt's query in the target encoder
+    # A head predicting each class query's mask IoU (model/quality.py), which
+    # `postprocess.quality: head` scores tracks with; off = no such head (older checkpoints).
+    quality_head: bool = False
 
     @property
     def mask_channels(self) -> int:

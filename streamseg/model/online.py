@@ -24,6 +24,7 @@ from streamseg.model.config import ModelConfig
 from streamseg.model.masked_decoder import MaskedDecoder
 from streamseg.model.memory import MemoryReader, push_memory
 from streamseg.model.pixel_decoder import build_pixel_decoder
+from streamseg.model.quality import QualityHead
 from streamseg.model.target_encoder import TargetEncoder, TargetPrompt, TargetSlots
 from streamseg.model.taxonomy import TaxonomyCompilation
 
@@ -65,6 +66,8 @@ class StepOutput:
     target_masks: torch.Tensor | None = None
     target_aux: list[torch.Tensor] = field(default_factory=list)
     added_slots: torch.Tensor | None = None  # slots given to this frame's prompts (in order)
+    # (B, Q) IoU logits of the class queries' final masks (model.quality_head; None without it)
+    pred_quality: torch.Tensor | None = None
 
 
 class _FusedBackboneCache:
@@ -124,6 +127,7 @@ class OnlineVIS(nn.Module):
         self.query_pos = nn.Embedding(cfg.num_queries, dim)  # per-slot positional embedding
         self.target_encoder = TargetEncoder(dim, mask_dim, cfg.nheads, cfg.ffn_dim, cfg.target_layers,
                                             cfg.dropout)
+        self.quality_head = QualityHead(dim) if cfg.quality_head else None
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255,
                              persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255,
@@ -256,13 +260,16 @@ class OnlineVIS(nn.Module):
             last_is_final = bool(aux) and aux[-1][0] is logits
             logits, masks = sliced[-1] if last_is_final else (logits[:, :num_q], masks[:, :num_q])
             aux = sliced
+        quality = None
+        if self.quality_head is not None:
+            quality = self.quality_head(self.decoder.norm(state.queries), masks)
         state.steps += 1
-        timings["decoder"] = (clock() - t3) * 1e3  # memory read + decoder layers
+        timings["decoder"] = (clock() - t3) * 1e3  # memory read + decoder layers (+ quality head)
         return StepOutput(pred_logits=logits, pred_masks=masks, aux=aux,
                           taxo_logits=None if out.taxo_logits is None else out.taxo_logits[:, :num_q],
                           tcm_scores=state.tcm_scores, query_embed=state.queries, image_size=image_size,
                           timings_ms=timings, target_slots=slots, target_masks=target_masks,
-                          target_aux=target_aux, added_slots=added)
+                          target_aux=target_aux, added_slots=added, pred_quality=quality)
 
     # ----------------------------------------------------------------------------- targets
     def encode_frame(self, images: torch.Tensor):

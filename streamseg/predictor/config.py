@@ -35,9 +35,15 @@ class PostprocessConfig:
     # (grown by this many cells) shows nothing (its query jumped to an object some other track
     # usually holds) until it is back where it was last seen. -1 = off.
     track_continuity: int = -1
+    # What ranks a class track (its published score, the running mean of class probability x
+    # this): "mask" = the mean foreground probability inside its binarised mask (Mask2Former),
+    # "head" = the IoU the model's quality head predicts (model.quality_head), "both" = their
+    # product. Births and misses keep reading the "mask" score, the scale their thresholds have.
+    quality: Literal["mask", "head", "both"] = "mask"
 
     def validate(self) -> None:
         require(self.top_k >= 0, "top_k must be >= 0 (0 = the number of queries)")
         require(0.0 <= self.min_piece_ratio <= 1.0, "min_piece_ratio must be in [0, 1]")
         require(self.target_continuity >= -1, "target_continuity must be >= 0 cells (or -1: off)")
+        require(self.quality in ("mask", "head", "both"), "quality must be mask, head or both")
         require(self.track_continuity >= -1, "track_continuity must be >= 0 cells (or -1: off)")

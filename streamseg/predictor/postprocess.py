@@ -22,6 +22,10 @@ class QueryScores:
     score: torch.Tensor  # (Q,) float: class probability x mask quality; 0 = shows nothing
     class_id: torch.Tensor  # (Q,) long: the query's class (meaningless where score is 0)
     fg: torch.Tensor  # (Q, h, w) bool: the binarised low-resolution masks
+    # (Q,) what a track's published score averages instead of ``score`` (postprocess.quality
+    # head/both: the quality head's IoU in it); None = ``score``. The tracker's thresholds read
+    # ``score`` either way, the scale they were tuned on.
+    rank: torch.Tensor | None = None
 
 
 @dataclass
@@ -35,9 +39,12 @@ class Pairs:
     score: torch.Tensor  # (k,) class_score x mask_score
 
 
-def argmax_scores(class_logits: torch.Tensor, mask_logits: torch.Tensor, logit_thr: float) -> QueryScores:
-    """Per query: its best class (no-object excluded) probability x mask quality (mean
-    foreground probability inside the mask, 0 if empty). class_logits (Q, K+1), mask_logits (Q, h, w)."""
+def argmax_scores(class_logits: torch.Tensor, mask_logits: torch.Tensor, logit_thr: float,
+                  iou_logits: torch.Tensor | None = None, quality: str = "mask") -> QueryScores:
+    """Per query: its best class (no-object excluded) probability x mask quality (the mean
+    foreground probability inside the mask), 0 if its mask is empty. quality "head" / "both" add
+    ``rank``: the class probability x the IoU the quality head predicts (iou_logits (Q,)) / x both.
+    class_logits (Q, K+1), mask_logits (Q, h, w)."""
     probs = class_logits.float().softmax(-1)[:, :-1]
     if probs.shape[1] == 0:  # no vocabulary (targets only): no class tracks
         class_prob = class_id = torch.zeros(probs.shape[0], dtype=torch.long, device=probs.device)
@@ -46,8 +53,14 @@ def argmax_scores(class_logits: torch.Tensor, mask_logits: torch.Tensor, logit_t
     mask_logits = mask_logits.float()
     fg = mask_logits >= logit_thr
     area = fg.sum((1, 2))
-    quality = (mask_logits.sigmoid() * fg).sum((1, 2)) / area.clamp(min=1)
-    return QueryScores(score=class_prob * quality, class_id=class_id, fg=fg)
+    inside = (mask_logits.sigmoid() * fg).sum((1, 2)) / area.clamp(min=1)
+    rank = None
+    if quality != "mask":
+        if iou_logits is None:
+            raise ValueError(f"quality {quality!r} needs the quality head's IoU logits")
+        predicted = iou_logits.float().sigmoid() * (area > 0)
+        rank = class_prob * (predicted if quality == "head" else predicted * inside)
+    return QueryScores(score=class_prob * inside, class_id=class_id, fg=fg, rank=rank)
 
 
 def mask2former_pairs(class_logits: torch.Tensor, mask_logits: torch.Tensor, top_k: int = 0,

@@ -272,7 +272,8 @@ class OnlineSegmenter:
         pp = self.config.postprocess
         if pp.mode == "mask2former":
             return mask2former_scores(logits, masks, pp.top_k, self._mask_logit_thr)
-        return argmax_scores(logits, masks, self._mask_logit_thr)
+        iou = None if out.pred_quality is None else out.pred_quality[0]
+        return argmax_scores(logits, masks, self._mask_logit_thr, iou, pp.quality)
 
     def _postprocess(self, state: SegmenterState, out: StepOutput, frame: Frame) -> Tracks:
         """Per query: a class and a score (``postprocess.mode``); then the tracker
@@ -281,16 +282,17 @@ class OnlineSegmenter:
         t0 = time.perf_counter()
         scored = self._scores(out)
         scores = scored.score.cpu().numpy()
+        rank = None if scored.rank is None else scored.rank.cpu().numpy()
         fg_np = scored.fg.cpu().numpy()
         t1 = time.perf_counter()
 
         if isinstance(state.tracks, MatchTracks):
             assert self.matcher is not None
             embeds = F.normalize(self.model.decoder.norm(out.query_embed[0].float()), dim=-1)
-            matched = self.matcher.update(state.tracks, embeds.cpu().numpy(), scores, fg_np)
+            matched = self.matcher.update(state.tracks, embeds.cpu().numpy(), scores, fg_np, rank)
             shown, track_id, track_score = matched.track_id != FREE, matched.track_id, matched.score
         else:
-            result = self.lifecycle.update(state.tracks, scores, fg_np)
+            result = self.lifecycle.update(state.tracks, scores, fg_np, rank)
             if result.reset.any():
                 self.model.reset_slots(state.model_state, torch.from_numpy(result.reset)[None])
             shown, track_id, track_score = result.visible, result.track_id, result.score
@@ -351,6 +353,10 @@ def build_segmenter(config: Config | None = None, checkpoint: str | None = None,
     from streamseg.predictor.device import inference_threads
 
     torch.set_num_threads(inference_threads(config.model.threads))  # process-wide: no per-module setting
+    pp = config.postprocess
+    if pp.quality != "mask" and not (config.model.quality_head and pp.mode == "argmax"):
+        raise ConfigError(f"postprocess.quality: {pp.quality} needs model.quality_head: true (weights "
+                          f"trained with it) and postprocess.mode: argmax")
     path = checkpoint if checkpoint is not None else config.checkpoint
     data = load_checkpoint(path) if path else None  # a bad file fails before the model is built
     model_cfg = config.model

@@ -65,12 +65,14 @@ class TrackLifecycle:
     def new_state(self, num_slots: int) -> SlotTracks:
         return SlotTracks.empty(num_slots)
 
-    def update(self, state: SlotTracks, scores: np.ndarray, masks: np.ndarray | None = None) -> LifecycleResult:
+    def update(self, state: SlotTracks, scores: np.ndarray, masks: np.ndarray | None = None,
+               rank_scores: np.ndarray | None = None) -> LifecycleResult:
         """Advance the lifecycle by one frame.
 
         scores (Q,): this frame's per-slot score (class prob x mask quality; 0 for an empty mask).
         masks (Q, h, w) bool, optional: the slots' masks at any common resolution, used to refuse
-        a birth that duplicates a visible track.
+        a birth that duplicates a visible track. rank_scores (Q,), optional: what the tracks'
+        published scores average instead of ``scores`` (births and misses still read ``scores``).
         """
         cfg = self.cfg
         scores = np.asarray(scores, dtype=np.float64)
@@ -120,7 +122,8 @@ class TrackLifecycle:
             state.missed[slot] = 0
         visible |= born
 
-        observe(state, visible, scores[visible], cfg.score_window)
+        rank = scores if rank_scores is None else np.asarray(rank_scores, dtype=np.float64)
+        observe(state, visible, rank[visible], cfg.score_window)
         track_id = state.track_id.copy()
         score = state.score * ramp(state.visible_count, cfg.score_ramp)
         clear(state, ended)

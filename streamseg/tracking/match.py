@@ -69,10 +69,11 @@ class EmbeddingMatcher:
         return MatchTracks.empty(capacity, dim)
 
     def update(self, state: MatchTracks, embeds: np.ndarray, scores: np.ndarray,
-               masks: np.ndarray | None = None) -> MatchResult:
+               masks: np.ndarray | None = None, rank_scores: np.ndarray | None = None) -> MatchResult:
         """Advance by one frame. embeds (N, C): the queries' embeddings (any scale: normalised
         here); scores (N,): their scores (0 for an empty mask); masks (N, h, w) bool, optional:
-        used to refuse a birth that duplicates a visible track."""
+        used to refuse a birth that duplicates a visible track; rank_scores (N,), optional: what
+        the tracks' published scores average instead of ``scores``."""
         cfg = self.cfg
         scores = np.asarray(scores, dtype=np.float64)
         n = scores.shape[0]
@@ -125,7 +126,8 @@ class EmbeddingMatcher:
 
         qs = np.flatnonzero(shown)
         vis = query_row[qs]
-        observe(state, vis, scores[qs], cfg.score_window)  # the running mean TrackLifecycle keeps
+        rank = scores if rank_scores is None else np.asarray(rank_scores, dtype=np.float64)
+        observe(state, vis, rank[qs], cfg.score_window)  # the running mean TrackLifecycle keeps
 
         track_id = np.full(n, FREE, dtype=np.int64)
         score = np.zeros(n)

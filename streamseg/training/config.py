@@ -48,6 +48,10 @@ class TrainConfig:
     taxo_weight: float = 0.5
     tcm_weight: float = 1.0  # BCE of TCM's score S against the classes present in the clip
     no_object_weight: float = 0.1
+    quality_weight: float = 1.0  # BCE of model.quality_head's IoU logits (no head: no term)
+    # Train only the parameters under these name prefixes (e.g. [quality_head]: a new head on
+    # frozen weights, which then keep every other prediction bit for bit); empty = all.
+    trainable: list[str] = field(default_factory=list)
     # Point-sampled mask losses (Mask2Former): points per mask, importance sampling.
     num_points: int = 12544
     oversample_ratio: float = 3.0
@@ -97,7 +101,7 @@ class TrainConfig:
         require(self.eval_every >= 1, "eval_every must be >= 1")
         require(self.eval_videos >= 1, "eval_videos must be >= 1")
         require(bool(self.log), "log must be a file name")
-        for name in ("class_weight", "mask_weight", "dice_weight", "taxo_weight", "tcm_weight"):
+        for name in ("class_weight", "mask_weight", "dice_weight", "taxo_weight", "tcm_weight", "quality_weight"):
             require(getattr(self, name) >= 0, f"{name} must be >= 0")
         require(0 < self.no_object_weight <= 1, "no_object_weight must be in (0, 1]")
         require(self.num_points >= 16, "num_points must be >= 16")

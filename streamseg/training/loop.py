@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from streamseg.errors import CheckpointError
+from streamseg.errors import CheckpointError, ConfigError
 from streamseg.interface import Vocabulary
 from streamseg.training.distributed import DistInfo, all_reduce_mean, barrier, wrap_ddp
 from streamseg.training.interrupt import StopRequest
@@ -34,7 +34,7 @@ from streamseg.training.schedule import build_optimizer, build_scheduler
 
 TRAIN_STATE_FORMAT = "streamseg-train-state"
 TRAIN_STATE_VERSION = 1
-LOSS_KEYS = ("total", "cls", "mask", "dice", "taxo", "tcm", "target")
+LOSS_KEYS = ("total", "cls", "mask", "dice", "taxo", "tcm", "target", "quality")
 
 
 @dataclass
@@ -74,10 +74,24 @@ def criterion_from_config(cfg: Any) -> VideoCriterion:
         cls=t.class_weight, mask=t.mask_weight, dice=t.dice_weight, taxo=t.taxo_weight,
         tcm=t.tcm_weight, no_object=t.no_object_weight, num_points=t.num_points,
         oversample_ratio=t.oversample_ratio, importance_sample_ratio=t.importance_sample_ratio,
+        quality=t.quality_weight,
     )
     costs = MatchCosts(class_weight=t.class_weight, mask_weight=t.mask_weight,
                        dice_weight=t.dice_weight, num_points=t.num_points)
     return VideoCriterion(weights, costs)
+
+
+def freeze_except(model: torch.nn.Module, prefixes: list[str]) -> None:
+    """Leave only the parameters under ``prefixes`` trainable (empty: all); none matching is a
+    ConfigError (a typo would otherwise train nothing for hours)."""
+    if not prefixes:
+        return
+    names = [n for n, _ in model.named_parameters() if n.startswith(tuple(prefixes))]
+    if not names:
+        raise ConfigError(f"train.trainable {prefixes} matches no parameter of the model "
+                          f"(e.g. quality_head needs model.quality_head: true)")
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in names)
 
 
 def step_rng(seed: int, rank: int, step: int) -> np.random.Generator:
@@ -101,6 +115,7 @@ class Trainer:
         self.progress = progress and info.is_main
         torch.manual_seed(self.tcfg.seed)  # identical initial weights on every rank
         self.model = OnlineVIS(config.model).to(info.device)
+        freeze_except(self.model, self.tcfg.trainable)
         self.ddp = wrap_ddp(self.model, info)
         self.optimizer = build_optimizer(self.model, self.tcfg)
         self.scheduler = build_scheduler(self.optimizer, self.tcfg)

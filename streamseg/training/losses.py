@@ -2,11 +2,14 @@
 
 Total over a clip (averaged over its frames), summed over every decoder layer (deep supervision):
     L = sum_layers [ w_mask * BCE + w_dice * dice + lambda_cls * CE ] + lambda_taxo * CE(taxo_logits)
-        + w_tcm * BCE(S, classes present in the clip)
+        + w_tcm * BCE(S, classes present in the clip) + w_quality * BCE(IoU logits, IoU)
 BCE and dice are computed on importance-sampled points of the matched masks; CE runs over the
 vocabulary plus no-object, the no-object class down-weighted. The taxonomy loss (eq. 8) applies
 the same CE to the classes predicted right after taxonomy injection, with the final layer's
-assignment ("the matching algorithm remains the same").
+assignment ("the matching algorithm remains the same"). The quality term (with
+``model.quality_head``) teaches each query's IoU logit the IoU of its final binarised mask with
+the object it overlaps most on that frame, whether matched or not: a duplicate or a stray mask
+should rank low too.
 """
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ class LossWeights:
     num_points: int = 12544
     oversample_ratio: float = 3.0
     importance_sample_ratio: float = 0.75
+    quality: float = 1.0  # BCE of the quality head's IoU logits against the measured IoU
 
 
 def class_loss(logits: torch.Tensor, target_classes: torch.Tensor, no_object_weight: float) -> torch.Tensor:
@@ -95,6 +99,28 @@ def tcm_loss(scores: torch.Tensor, present: torch.Tensor, valid: torch.Tensor | 
         return bce.mean()
     w = valid.float()
     return (bce * w).sum() / w.sum().clamp(min=1.0)
+
+
+@torch.no_grad()
+def best_iou(mask_logits: torch.Tensor, gt_masks: torch.Tensor) -> torch.Tensor:
+    """(Q, h, w) mask logits, (N, H, W) bool ground truth -> (Q,) IoU of each binarised mask
+    (bilinear to H x W, logit >= 0) with the object it overlaps most (0 without objects)."""
+    q = mask_logits.shape[0]
+    if gt_masks.shape[0] == 0 or q == 0:
+        return mask_logits.new_zeros(q, dtype=torch.float32)
+    pred = F.interpolate(mask_logits[None].float(), size=gt_masks.shape[-2:], mode="bilinear",
+                         align_corners=False)[0] >= 0.0
+    p = pred.flatten(1).float()
+    g = gt_masks.flatten(1).float()
+    inter = p @ g.t()
+    union = p.sum(1, keepdim=True) + g.sum(1)[None] - inter
+    return (inter / union.clamp(min=1.0)).max(1).values
+
+
+def quality_loss(iou_logits: torch.Tensor, mask_logits: torch.Tensor, gt_masks: torch.Tensor) -> torch.Tensor:
+    """Mean BCE of (Q,) IoU logits against best_iou of their masks."""
+    target = best_iou(mask_logits, gt_masks.to(mask_logits.device))
+    return F.binary_cross_entropy_with_logits(iou_logits.float(), target)
 
 
 def mask_classes(logits: torch.Tensor, class_mask: torch.Tensor | None) -> torch.Tensor:
@@ -162,7 +188,7 @@ class VideoCriterion:
         device = first.pred_logits.device
         num_layers = len(_layers(first))
         assignments = [[VideoAssignment(num_queries) for _ in range(batch)] for _ in range(num_layers)]
-        terms = {k: torch.zeros((), device=device) for k in ("cls", "mask", "dice", "taxo", "tcm")}
+        terms = {k: torch.zeros((), device=device) for k in ("cls", "mask", "dice", "taxo", "tcm", "quality")}
 
         for out, frame_targets in zip(outputs, targets):
             num_masks = _global_count(sum(int(t.labels.numel()) for t in frame_targets), device)
@@ -188,15 +214,20 @@ class VideoCriterion:
                 target_classes = self._target_classes(final_pairs, frame_targets, batch, num_queries, num_k1, device)
                 taxo_logits = mask_classes(out.taxo_logits, class_mask)
                 terms["taxo"] = terms["taxo"] + w.taxo * class_loss(taxo_logits, target_classes, w.no_object)
+            quality = getattr(out, "pred_quality", None)
+            if quality is not None and w.quality > 0:
+                terms["quality"] = terms["quality"] + w.quality * sum(
+                    quality_loss(quality[b], out.pred_masks[b], tgt.masks) for b, tgt in enumerate(frame_targets)
+                ) / batch
 
         num_frames = len(outputs)
-        for key in ("cls", "mask", "dice", "taxo"):
+        for key in ("cls", "mask", "dice", "taxo", "quality"):
             terms[key] = terms[key] / num_frames
         scores = self._distinct_tcm_scores(outputs)
         if scores and w.tcm > 0:
             present = present_classes(targets, batch, num_k1 - 1, device)
             terms["tcm"] = w.tcm * sum(tcm_loss(s, present, class_mask) for s in scores) / len(scores)
-        terms["total"] = sum(terms[k] for k in ("cls", "mask", "dice", "taxo", "tcm"))
+        terms["total"] = sum(terms[k] for k in ("cls", "mask", "dice", "taxo", "tcm", "quality"))
         return terms
 
     @staticmethod
