@@ -219,3 +219,45 @@ def test_criterion_gradients_reach_predictions() -> None:
     loss = VideoCriterion(LossWeights(num_points=256))(outs, [[f] for f in frames])["total"]
     loss.backward()
     assert outs[0].pred_masks.grad.abs().sum() > 0 and outs[0].pred_logits.grad.abs().sum() > 0
+
+
+def test_region_points_fall_inside_their_region_and_empty_regions_cover_the_image() -> None:
+    from streamseg.training.points import region_point_coords
+
+    torch.manual_seed(0)
+    regions = torch.zeros(2, H, W, dtype=torch.bool)
+    regions[0, 4:8, 20:30] = True  # rows 4-7, columns 20-29; region 1 is empty
+    coords = region_point_coords(regions, 2000)
+    x, y = coords[0, :, 0] * W, coords[0, :, 1] * H
+    assert bool(((x >= 20) & (x < 30) & (y >= 4) & (y < 8)).all())
+    assert float(x.std()) > 2.0  # spread over the region, not one pixel
+    assert float(coords[1].min()) < 0.05 and float(coords[1].max()) > 0.95
+
+
+def test_neighbour_points_charge_a_mask_that_spills_over_another_object() -> None:
+    """A mask right on its object but spilling over a small neighbour: uniform and uncertainty
+    sampling mostly miss the spill; points drawn on the neighbour do not."""
+    torch.manual_seed(0)
+    own = _box(0, 0, 16, 32)[None]
+    neighbour = _box(16, 0, 18, 2)[None]  # 4 of 1,024 pixels
+    pred = torch.where(own | neighbour, 500.0, -500.0)
+    plain = [mask_losses(pred, own, 1.0, LossWeights(num_points=256))[0] for _ in range(5)]
+    near = [mask_losses(pred, own, 1.0, LossWeights(num_points=256, neighbour_points=256), neighbour)[0]
+            for _ in range(5)]
+    assert float(sum(near)) / 5 > 50.0 > 5 * float(sum(plain)) / 5
+    perfect = torch.where(own, 500.0, -500.0)
+    bce, dice = mask_losses(perfect, own, 1.0, LossWeights(num_points=256, neighbour_points=256), neighbour)
+    assert float(bce) < 1e-2 and float(dice) < 1e-2
+
+
+def test_video_criterion_neighbours_are_the_other_objects_of_the_frame() -> None:
+    frames, _ = _clip()
+    crit = VideoCriterion(LossWeights(num_points=64, neighbour_points=8))
+    q = torch.arange(frames[0].labels.numel())
+    pairs = [(q, q.flip(0))]  # query i matched to object n-1-i
+    (near,) = crit._neighbours(pairs, [frames[0]], torch.device("cpu"))
+    masks = frames[0].masks
+    for i, t in enumerate(q.flip(0).tolist()):
+        others = masks[[j for j in range(masks.shape[0]) if j != t]].any(0) & ~masks[t]
+        assert torch.equal(near[i], others)
+    assert VideoCriterion(LossWeights(num_points=64))._neighbours(pairs, [frames[0]], torch.device("cpu")) is None

@@ -56,6 +56,9 @@ class TrainConfig:
     num_points: int = 12544
     oversample_ratio: float = 3.0
     importance_sample_ratio: float = 0.75
+    # extra points per matched mask drawn on the frame's other objects (hard negatives for masks
+    # that spill over touching or occluding neighbours); 0 = Mask2Former's sampling only
+    neighbour_points: int = 0
     # Targets (TarViS multi-task): this fraction of steps are target clips: on a random frame of
     # each clip, up to max_train_targets objects are prompted from the ground truth (a kind drawn
     # from target_prompts: its mask, its box, or one point inside it) and tracked to the clip's end,
@@ -107,6 +110,7 @@ class TrainConfig:
         require(self.num_points >= 16, "num_points must be >= 16")
         require(self.oversample_ratio >= 1, "oversample_ratio must be >= 1")
         require(0 <= self.importance_sample_ratio <= 1, "importance_sample_ratio must be in [0, 1]")
+        require(self.neighbour_points >= 0, "neighbour_points must be >= 0")
         require(0 <= self.target_ratio <= 1, "target_ratio must be in [0, 1]")
         require(self.target_weight >= 0, "target_weight must be >= 0")
         require(self.max_train_targets >= 1, "max_train_targets must be >= 1")

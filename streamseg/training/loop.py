@@ -74,7 +74,7 @@ def criterion_from_config(cfg: Any) -> VideoCriterion:
         cls=t.class_weight, mask=t.mask_weight, dice=t.dice_weight, taxo=t.taxo_weight,
         tcm=t.tcm_weight, no_object=t.no_object_weight, num_points=t.num_points,
         oversample_ratio=t.oversample_ratio, importance_sample_ratio=t.importance_sample_ratio,
-        quality=t.quality_weight,
+        quality=t.quality_weight, neighbour_points=t.neighbour_points,
     )
     costs = MatchCosts(class_weight=t.class_weight, mask_weight=t.mask_weight,
                        dice_weight=t.dice_weight, num_points=t.num_points)

@@ -3,7 +3,9 @@
 Total over a clip (averaged over its frames), summed over every decoder layer (deep supervision):
     L = sum_layers [ w_mask * BCE + w_dice * dice + lambda_cls * CE ] + lambda_taxo * CE(taxo_logits)
         + w_tcm * BCE(S, classes present in the clip) + w_quality * BCE(IoU logits, IoU)
-BCE and dice are computed on importance-sampled points of the matched masks; CE runs over the
+BCE and dice are computed on importance-sampled points of the matched masks (with
+``neighbour_points``, also on points drawn from the frame's other objects: the hard negatives
+where masks of touching and occluding shapes spill over); CE runs over the
 vocabulary plus no-object, the no-object class down-weighted. The taxonomy loss (eq. 8) applies
 the same CE to the classes predicted right after taxonomy injection, with the final layer's
 assignment ("the matching algorithm remains the same"). The quality term (with
@@ -22,7 +24,12 @@ import torch.nn.functional as F
 
 from streamseg.training.assignment import VideoAssignment
 from streamseg.training.matcher import HungarianMatcher, MatchCosts
-from streamseg.training.points import point_sample, sample_targets, uncertain_point_coords
+from streamseg.training.points import (
+    point_sample,
+    region_point_coords,
+    sample_targets,
+    uncertain_point_coords,
+)
 
 
 @dataclass
@@ -46,6 +53,9 @@ class LossWeights:
     oversample_ratio: float = 3.0
     importance_sample_ratio: float = 0.75
     quality: float = 1.0  # BCE of the quality head's IoU logits against the measured IoU
+    # extra points per matched mask drawn uniformly on the frame's other objects (0 = off):
+    # uniform and uncertainty sampling rarely land on a confident spill over a neighbour
+    neighbour_points: int = 0
 
 
 def class_loss(logits: torch.Tensor, target_classes: torch.Tensor, no_object_weight: float) -> torch.Tensor:
@@ -75,8 +85,11 @@ def mask_losses(
     target_masks: torch.Tensor,
     num_masks: float,
     weights: LossWeights,
+    neighbours: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(BCE, dice) of matched mask logits [M,h,w] against targets [M,H,W] on importance-sampled points."""
+    """(BCE, dice) of matched mask logits [M,h,w] against targets [M,H,W] on importance-sampled
+    points, plus ``weights.neighbour_points`` points inside ``neighbours`` [M,H,W] (bool: the
+    frame's other objects) when both are given."""
     if pred_masks.shape[0] == 0:
         zero = pred_masks.sum() * 0.0
         return zero, zero
@@ -84,6 +97,8 @@ def mask_losses(
     coords = uncertain_point_coords(
         pred, weights.num_points, weights.oversample_ratio, weights.importance_sample_ratio
     )
+    if neighbours is not None and weights.neighbour_points > 0:
+        coords = torch.cat([coords, region_point_coords(neighbours, weights.neighbour_points)], dim=1)
     labels = sample_targets(target_masks, coords)
     logits = point_sample(pred, coords)
     return sigmoid_ce_loss(logits, labels, num_masks), dice_loss(logits, labels, num_masks)
@@ -207,7 +222,8 @@ class VideoCriterion:
                 terms["cls"] = terms["cls"] + w.cls * class_loss(logits, target_classes, w.no_object)
                 src = torch.cat([masks[b][q] for b, (q, _) in enumerate(pairs)])
                 tgt_masks = [frame_targets[b].masks.to(device)[t] for b, (_, t) in enumerate(pairs)]
-                bce, dice = self._mask_terms(src, tgt_masks, num_masks)
+                neighbours = self._neighbours(pairs, frame_targets, device)
+                bce, dice = self._mask_terms(src, tgt_masks, num_masks, neighbours)
                 terms["mask"] = terms["mask"] + w.mask * bce
                 terms["dice"] = terms["dice"] + w.dice * dice
             if out.taxo_logits is not None and w.taxo > 0:
@@ -239,17 +255,31 @@ class VideoCriterion:
                 target[b, q] = frame_targets[b].labels.to(device)[t]
         return target
 
-    def _mask_terms(self, src: torch.Tensor, tgt_masks: list[torch.Tensor], num_masks: float):
+    def _neighbours(self, pairs, frame_targets, device) -> list[torch.Tensor] | None:
+        """Per video, [n,H,W] bool: for each matched object, the frame's other objects."""
+        if self.weights.neighbour_points <= 0:
+            return None
+        out = []
+        for b, (_, t) in enumerate(pairs):
+            masks = frame_targets[b].masks.to(device)
+            own = masks[t]
+            out.append(masks.any(0, keepdim=True) & ~own)
+        return out
+
+    def _mask_terms(self, src: torch.Tensor, tgt_masks: list[torch.Tensor], num_masks: float,
+                    neighbours: list[torch.Tensor] | None = None):
         """BCE and dice over every matched pair of the batch; targets may differ in size per video."""
         sizes = {tuple(m.shape[-2:]) for m in tgt_masks if m.shape[0]}
         if len(sizes) <= 1:
-            filled = [m for m in tgt_masks if m.shape[0]]
-            tgt = torch.cat(filled) if filled else src.new_zeros((0, 1, 1), dtype=torch.bool)
-            return mask_losses(src, tgt, num_masks, self.weights)
+            keep = [i for i, m in enumerate(tgt_masks) if m.shape[0]]
+            tgt = torch.cat([tgt_masks[i] for i in keep]) if keep else src.new_zeros((0, 1, 1), dtype=torch.bool)
+            near = torch.cat([neighbours[i] for i in keep]) if neighbours is not None and keep else None
+            return mask_losses(src, tgt, num_masks, self.weights, near)
         bce_sum, dice_sum, start = 0.0, 0.0, 0
-        for m in tgt_masks:
+        for i, m in enumerate(tgt_masks):
             n = m.shape[0]
-            bce, dice = mask_losses(src[start : start + n], m, num_masks, self.weights)
+            near = neighbours[i] if neighbours is not None else None
+            bce, dice = mask_losses(src[start : start + n], m, num_masks, self.weights, near)
             bce_sum, dice_sum, start = bce_sum + bce, dice_sum + dice, start + n
         return bce_sum, dice_sum
 

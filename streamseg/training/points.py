@@ -62,3 +62,21 @@ def uncertain_point_coords(
         extra = torch.rand(n, num_random, 2, device=device, generator=generator)
         picked = torch.cat([picked, extra], dim=1)
     return picked
+
+
+def region_point_coords(
+    regions: torch.Tensor, num_points: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Uniform points inside each of ``regions`` [N, H, W] (bool) -> coords [N, num_points, 2].
+
+    Each point is a pixel of its region drawn at random, jittered inside the pixel; an empty
+    region draws over the whole image instead (its points then cost nothing special).
+    """
+    n, h, w = regions.shape
+    weights = regions.flatten(1).float()
+    weights = torch.where(weights.sum(1, keepdim=True) > 0, weights, torch.ones_like(weights))
+    idx = torch.multinomial(weights, num_points, replacement=True, generator=generator)  # N x P
+    jitter = torch.rand(n, num_points, 2, device=regions.device, generator=generator)
+    x = ((idx % w).float() + jitter[..., 0]) / w
+    y = ((idx // w).float() + jitter[..., 1]) / h
+    return torch.stack([x, y], dim=-1)
