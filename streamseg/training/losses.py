@@ -222,7 +222,7 @@ class VideoCriterion:
                 terms["cls"] = terms["cls"] + w.cls * class_loss(logits, target_classes, w.no_object)
                 src = torch.cat([masks[b][q] for b, (q, _) in enumerate(pairs)])
                 tgt_masks = [frame_targets[b].masks.to(device)[t] for b, (_, t) in enumerate(pairs)]
-                neighbours = self._neighbours(pairs, frame_targets, device)
+                neighbours = self._neighbours(frame_targets, tgt_masks, device)
                 bce, dice = self._mask_terms(src, tgt_masks, num_masks, neighbours)
                 terms["mask"] = terms["mask"] + w.mask * bce
                 terms["dice"] = terms["dice"] + w.dice * dice
@@ -255,16 +255,11 @@ class VideoCriterion:
                 target[b, q] = frame_targets[b].labels.to(device)[t]
         return target
 
-    def _neighbours(self, pairs, frame_targets, device) -> list[torch.Tensor] | None:
-        """Per video, [n,H,W] bool: for each matched object, the frame's other objects."""
+    def _neighbours(self, frame_targets, tgt_masks: list[torch.Tensor], device) -> list[torch.Tensor] | None:
+        """Per video, [n,H,W] bool: for each matched object (``tgt_masks``), the frame's other objects."""
         if self.weights.neighbour_points <= 0:
             return None
-        out = []
-        for b, (_, t) in enumerate(pairs):
-            masks = frame_targets[b].masks.to(device)
-            own = masks[t]
-            out.append(masks.any(0, keepdim=True) & ~own)
-        return out
+        return [t.masks.to(device).any(0, keepdim=True) & ~own for t, own in zip(frame_targets, tgt_masks)]
 
     def _mask_terms(self, src: torch.Tensor, tgt_masks: list[torch.Tensor], num_masks: float,
                     neighbours: list[torch.Tensor] | None = None):
