@@ -29,6 +29,11 @@ class TrackerConfig:
     # A would-be new track whose (low-res) mask overlaps a visible track's mask by more than this IoU
     # is a duplicate of it: it is not born and its slot is reset.
     duplicate_iou: float = 0.7
+    # match / propagate_match: a track whose query is duplicated (mask IoU > duplicate_iou) by an
+    # unmatched query that scores higher shows that query this frame (its mask and class; the
+    # track's embedding then moves towards it), so the better of two queries on one object names it.
+    # propagate ignores it: there a slot is its track, and a duplicate slot is reset at birth.
+    best_duplicate: bool = False
     mask_threshold: float = 0.5  # sigmoid of a mask logit at/above which a pixel belongs to the mask
     # match mode: a query joins a track only if their embeddings' cosine similarity reaches this
     match_threshold: float = 0.5

@@ -91,6 +91,9 @@ class EmbeddingMatcher:
             r, c = linear_sum_assignment(-sim)
             ok = sim[r, c] >= cfg.match_threshold
             query_row[present[c[ok]]] = rows[r[ok]]
+        flat = None if masks is None else np.asarray(masks, dtype=bool).reshape(n, -1)
+        if cfg.best_duplicate and flat is not None:
+            self._show_best_duplicates(flat, scores, present, query_row)
         matched_q = np.flatnonzero(query_row >= 0)
         matched_rows = query_row[matched_q]  # distinct rows: the assignment is one-to-one
         m = cfg.embed_momentum
@@ -103,7 +106,6 @@ class EmbeddingMatcher:
 
         # Births, best first: not on the mask of a matched query or an earlier birth, and only
         # while a row is free (rows of tracks ending this frame are free again next frame).
-        flat = None if masks is None else np.asarray(masks, dtype=bool).reshape(n, -1)
         shown = query_row >= 0
         born = np.zeros(n, dtype=bool)
         free = list(np.flatnonzero(state.track_id == FREE))
@@ -136,3 +138,17 @@ class EmbeddingMatcher:
         ended = [int(t) for t in state.track_id[ended_rows]]
         clear(state, ended_rows)
         return MatchResult(track_id=track_id, score=score, born=born, ended=ended)
+
+    def _show_best_duplicates(self, flat: np.ndarray, scores: np.ndarray, present: np.ndarray,
+                              query_row: np.ndarray) -> None:
+        """A track whose matched query is duplicated (mask IoU > duplicate_iou) by an unmatched
+        kept query that scores higher shows that query instead, best first (in place on
+        ``query_row``). Two queries on one object may name it differently (a ring cut by the
+        frame's border is also a plausible disk): whichever was born first would otherwise name
+        it for good, since the other's birth is refused as a duplicate."""
+        free = present[query_row[present] < 0]
+        for q in free[np.argsort(-scores[free], kind="stable")]:
+            shown = query_row >= 0
+            s = _best_overlap(flat, int(q), shown, self.cfg.duplicate_iou)
+            if s is not None and scores[q] > scores[s]:
+                query_row[q], query_row[s] = query_row[s], -1
