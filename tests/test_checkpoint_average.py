@@ -65,3 +65,19 @@ def test_average_refuses_what_is_not_one_model(tmp_path: Path, capsys) -> None:
         err = capsys.readouterr().err.strip()
         assert needle in err and len(err.splitlines()) == 1, err
         assert not out.exists()
+
+
+def test_vocabularies_equal_up_to_float_rounding_average(tmp_path: Path) -> None:
+    """Each training run re-encodes its class names: embeddings a few 1e-8 apart are one vocabulary
+    (a difference of 1e-3 is another, refused above by a different vocab seed)."""
+    a = _checkpoint(tmp_path / "a.pt", 1)
+    b = _checkpoint(tmp_path / "b.pt", 2)
+    data = torch.load(b, weights_only=True)
+    data["vocabulary"]["embeddings"] = data["vocabulary"]["embeddings"] + 2e-8
+    torch.save(data, b)
+    out = tmp_path / "out.pt"
+    assert cli_main(["weights", "average", str(a), str(b), "-o", str(out)]) == 0
+    assert torch.equal(load_checkpoint(out)["vocabulary"]["embeddings"], load_checkpoint(a)["vocabulary"]["embeddings"])
+    data["vocabulary"]["embeddings"] = data["vocabulary"]["embeddings"] + 1e-3
+    torch.save(data, b)
+    assert cli_main(["weights", "average", str(a), str(b), "-o", str(out)]) != 0

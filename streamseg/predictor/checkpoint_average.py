@@ -31,7 +31,7 @@ def average_checkpoints(sources: list[str | Path], dst: str | Path) -> int:
         _check_same_model(first["state_dict"], data["state_dict"], first_path, path)
         other = data["vocabulary"]
         if list(other["names"]) != list(names["names"]) or other["encoder_id"] != names["encoder_id"] \
-                or not torch.equal(other["embeddings"], names["embeddings"]):
+                or not _same_embeddings(other["embeddings"], names["embeddings"]):
             raise CheckpointError(f"checkpoints {first_path} and {path} have different vocabularies: "
                                   "averaging needs the same classes and text embeddings")
     state: dict[str, Any] = {}
@@ -51,6 +51,14 @@ def average_checkpoints(sources: list[str | Path], dst: str | Path) -> int:
     out = {**inference_part(first), "state_dict": state}
     save_atomic(out, dst)
     return averaged
+
+
+def _same_embeddings(a, b) -> bool:
+    """The same text embeddings up to float rounding: each training run re-encodes the class names,
+    and the encoder's sums land a few 1e-8 apart from run to run (seen: 1.5e-8)."""
+    import torch
+
+    return a.shape == b.shape and bool(torch.allclose(a.float(), b.float(), rtol=0.0, atol=1e-6))
 
 
 def _check_same_model(a: dict[str, Any], b: dict[str, Any], path_a: str | Path, path_b: str | Path) -> None:
