@@ -37,6 +37,16 @@ def test_reads_every_frame_in_order_then_ends(tmp_path, suffix, codec):
     assert caps == sorted(caps) and abs(caps[0] - time.time_ns()) < 60e9
 
 
+def test_frames_of_a_width_ffmpeg_pads_are_c_contiguous(tmp_path):
+    # 160 x 3 = 480 bytes a row: PyAV 18 hands out a view on rows padded to 576
+    path = tmp_path / "wide.mp4"
+    levels = write_numbered_video(str(path), 4, width=160, height=96, fps=10)
+    frames = list(open_source(str(path), SourceOptions()).frames())
+    assert [nearest_level(f.image, levels) for f in frames] == list(range(4))
+    for f in frames:
+        assert f.image.shape == (96, 160, 3) and f.image.flags.c_contiguous
+
+
 def test_file_uri_and_loop_keep_order_and_increasing_pts(numbered_mp4):
     path, levels = numbered_mp4
     source = open_source("file://" + path, SourceOptions(loop=True))

@@ -15,6 +15,8 @@ import threading
 import time
 from typing import Iterator
 
+import numpy as np
+
 from streamseg.errors import SourceError
 from streamseg.interface import Frame
 from streamseg.sources.base import SourceOptions
@@ -107,7 +109,9 @@ class FileSource:
                             wait = clock_start + t - time.monotonic()
                             if wait > 0 and self._closed.wait(wait):
                                 return
-                        image = frame.to_ndarray(format="rgb24")
+                        # PyAV >= 14 returns a view on FFmpeg's padded rows when 3 x width is not a
+                        # multiple of its line alignment; frames downstream are plain C-order arrays.
+                        image = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
                         yield Frame(image=image, index=index, pts=t, t_capture_ns=time.time_ns(), epoch=self.epoch)
                         index += 1
                         n_pass += 1

@@ -41,7 +41,8 @@ class PyAVLiveReader:
                 if self._stop.is_set():
                     break
                 for frame in packet.decode():
-                    image = frame.to_ndarray(format="rgb24")
+                    # a view on padded rows for some widths (PyAV >= 14): copy to C order
+                    image = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
                     with self._cond:
                         self._latest = (image, frame.time)
                         self._cond.notify_all()
