@@ -15,11 +15,10 @@ import threading
 import time
 from typing import Iterator
 
-import numpy as np
-
 from streamseg.errors import SourceError
 from streamseg.interface import Frame
 from streamseg.sources.base import SourceOptions
+from streamseg.sources.pyav_frames import rgb_array
 
 
 def _one_line(exc: Exception) -> str:
@@ -109,9 +108,7 @@ class FileSource:
                             wait = clock_start + t - time.monotonic()
                             if wait > 0 and self._closed.wait(wait):
                                 return
-                        # PyAV >= 14 returns a view on FFmpeg's padded rows when 3 x width is not a
-                        # multiple of its line alignment; frames downstream are plain C-order arrays.
-                        image = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+                        image = rgb_array(frame)
                         yield Frame(image=image, index=index, pts=t, t_capture_ns=time.time_ns(), epoch=self.epoch)
                         index += 1
                         n_pass += 1

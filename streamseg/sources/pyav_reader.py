@@ -11,6 +11,7 @@ import threading
 import numpy as np
 
 from streamseg.sources.live import StreamLost
+from streamseg.sources.pyav_frames import rgb_array
 
 
 class PyAVLiveReader:
@@ -41,8 +42,7 @@ class PyAVLiveReader:
                 if self._stop.is_set():
                     break
                 for frame in packet.decode():
-                    # a view on padded rows for some widths (PyAV >= 14): copy to C order
-                    image = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+                    image = rgb_array(frame)
                     with self._cond:
                         self._latest = (image, frame.time)
                         self._cond.notify_all()
